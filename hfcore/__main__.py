@@ -1,0 +1,70 @@
+"""Command-line entry points: ``python -m hfcore COMMAND --help``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hfcore", description="HyperFuse compendium commands.")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    from .main_job import PROFILES
+
+    main_job = commands.add_parser("main", help="run every AV-MNIST model over several seeds, then the summary")
+    main_job.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                          help="; ".join(f"{k}: {v.description}" for k, v in PROFILES.items()))
+    main_job.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
+    main_job.add_argument("--results-dir", help="results folder (default: results/avmnist/PROFILE)")
+    main_job.add_argument("--figures-dir", help="figures folder (default: figures/)")
+    main_job.add_argument("--force", action="store_true", help="rerun runs whose results exist, replacing them")
+
+    build = commands.add_parser("build-data", help="build AV-MNIST into the cache and print its description")
+    build.add_argument("--data-dir")
+    build.add_argument("--snr-db", type=float, help="audio noise level in dB (default: the calibrated value)")
+    build.add_argument("--rebuild", action="store_true", help="build even when a cached copy exists")
+
+    calibrate = commands.add_parser("calibrate", help="unimodal accuracies against corruption level")
+    calibrate.add_argument("--snr-db", type=float, nargs="+", default=[0.0])
+    calibrate.add_argument("--pca-energy", type=float, nargs="+", default=[0.25])
+    calibrate.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    calibrate.add_argument("--epochs", type=int, default=15)
+    calibrate.add_argument("--data-dir")
+
+    fetch = commands.add_parser("fetch", help="download MNIST and FSDD and verify their checksums (needs internet)")
+    fetch.add_argument("--dest", required=True, help="folder to create mnist/ and fsdd/ in")
+    fetch.add_argument("--no-train", action="store_true", help="skip the 60,000 MNIST training images")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+
+    if args.command == "main":
+        from .main_job import run_profile
+
+        outcome = run_profile(args.profile, results_root=args.results_dir, figures_dir=args.figures_dir,
+                              data_dir=args.data_dir, force=args.force)
+        print(f"main job ({args.profile}): {outcome}")
+    elif args.command == "build-data":
+        from .data.avmnist import AVMNISTConfig, load_avmnist
+
+        config = AVMNISTConfig() if args.snr_db is None else AVMNISTConfig(snr_db=args.snr_db)
+        dataset = load_avmnist(args.data_dir, config, rebuild=args.rebuild)
+        print(dataset.info)
+    elif args.command == "calibrate":
+        from .calibration import calibrate as run_calibration, calibration_table
+
+        run_calibration(snr_values=args.snr_db, pca_energies=args.pca_energy, seeds=args.seeds,
+                        epochs=args.epochs, data_dir=args.data_dir)
+        print(calibration_table())
+    elif args.command == "fetch":
+        from .data.fetch import fetch_sources
+
+        print(fetch_sources(args.dest, include_train=not args.no_train))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""HyperFuse blocks: a hypernetwork reads the auxiliary feature and generates the
+weights of a linear layer that transforms the primary feature.
+
+Source: "HyperFuse: Multimodal Fusion via Hypernetworks", section 4.3. One block computes
+
+    W       = H(a),  a = LN_a(f(z_a))                      W: (batch, h, h)
+    z_hat   = ELU(W^T LN(g(z_p)))
+    z_p_new = ELU(LN(g'(z_hat))) + z_p
+
+where g: primary_dim -> h and g': h -> primary_dim are linear projections, f projects the
+auxiliary feature to h, and H is a linear generator with h*h outputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class HyperFuseBlock(nn.Module):
+    """Fuse an auxiliary feature into a primary feature through generated weights.
+
+    Args:
+        primary_dim: width ``d`` of the primary feature ``z_p``.
+        aux_dim: width of the auxiliary feature ``z_a``.
+        hidden_dim: bottleneck width ``h``; the generated matrix is ``h x h``.
+        aux_norm: apply LayerNorm to the projected auxiliary feature before the generator.
+
+    Shapes: ``forward(z_p, z_a)`` takes ``(batch, primary_dim)`` and ``(batch, aux_dim)`` and
+    returns ``(batch, primary_dim)``.
+
+    Initialisation. The generator ``H`` follows the hyperfan-in rule of Chang et al.,
+    "Principled weight initialization for hypernetworks" (ICLR 2020): its weights are drawn
+    with variance ``1 / (h * h)`` and its bias is zero, so that with unit-variance generator
+    inputs each generated entry has variance ``1 / h``, the fan-in variance of an ``h x h``
+    layer. ``W^T x`` then keeps the unit variance of the LayerNorm output ``x`` at any ``h``.
+    PyTorch's default ``nn.Linear`` initialisation would instead give generated weights of
+    variance about ``E[a^2] / 3``, which grows with the auxiliary input's scale; the LayerNorm
+    on ``a`` (``aux_norm=True``, the default) makes the generator's input unit-variance
+    whatever the auxiliary encoder outputs. The paper does not state an initialisation.
+    """
+
+    def __init__(self, primary_dim: int, aux_dim: int, hidden_dim: int, *, aux_norm: bool = True):
+        super().__init__()
+        for name, value in (("primary_dim", primary_dim), ("aux_dim", aux_dim), ("hidden_dim", hidden_dim)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"HyperFuseBlock: {name} must be a positive integer, got {value!r}")
+        self.primary_dim = primary_dim
+        self.aux_dim = aux_dim
+        self.hidden_dim = hidden_dim
+
+        self.primary_in = nn.Linear(primary_dim, hidden_dim)  # g
+        self.primary_in_norm = nn.LayerNorm(hidden_dim)
+        self.aux_in = nn.Linear(aux_dim, hidden_dim)  # f
+        self.aux_in_norm = nn.LayerNorm(hidden_dim) if aux_norm else nn.Identity()
+        self.generator = nn.Linear(hidden_dim, hidden_dim * hidden_dim)  # H
+        self.primary_out = nn.Linear(hidden_dim, primary_dim)  # g'
+        self.primary_out_norm = nn.LayerNorm(primary_dim)
+        self.reset_generator()
+
+    def reset_generator(self) -> None:
+        """Initialise ``H`` with hyperfan-in variance ``1 / (h * h)`` and a zero bias."""
+        std = 1.0 / self.hidden_dim
+        nn.init.normal_(self.generator.weight, mean=0.0, std=std)
+        nn.init.zeros_(self.generator.bias)
+
+    def generate_weights(self, z_a: torch.Tensor) -> torch.Tensor:
+        """Generate the per-sample matrix ``W`` of shape ``(batch, h, h)`` from ``z_a``."""
+        a = self.aux_in_norm(self.aux_in(z_a))
+        return self.generator(a).view(-1, self.hidden_dim, self.hidden_dim)
+
+    def forward(self, z_p: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
+        assert z_p.dim() == 2 and z_p.shape[1] == self.primary_dim, (
+            f"z_p must be (batch, {self.primary_dim}), got {tuple(z_p.shape)}"
+        )
+        assert z_a.dim() == 2 and z_a.shape[1] == self.aux_dim, (
+            f"z_a must be (batch, {self.aux_dim}), got {tuple(z_a.shape)}"
+        )
+        assert z_p.shape[0] == z_a.shape[0], "z_p and z_a must have the same batch size"
+
+        weights = self.generate_weights(z_a)  # (batch, h_in, h_out)
+        x = self.primary_in_norm(self.primary_in(z_p))  # (batch, h_in)
+        # W^T x for every sample at once: (batch, 1, h_in) @ (batch, h_in, h_out).
+        z_hat = F.elu(torch.bmm(x.unsqueeze(1), weights).squeeze(1))
+        return F.elu(self.primary_out_norm(self.primary_out(z_hat))) + z_p
+
+
+class HyperFuse(nn.Module):
+    """Stack of ``num_blocks`` HyperFuse blocks with a final skip connection.
+
+    The auxiliary feature passes to every block; with ``aux_mlp=True`` a Linear + ReLU layer
+    of width ``aux_dim`` transforms it between consecutive blocks. The final skip connection
+    adds the primary input to the output of the last block, ``z_out = z_p^N + z_p^0``: the
+    paper names a skip connection between the fused and the original primary embedding
+    before the head without giving its form, and addition keeps the primary width.
+
+    Shapes: ``(batch, primary_dim), (batch, aux_dim) -> (batch, primary_dim)``.
+    """
+
+    def __init__(
+        self,
+        primary_dim: int,
+        aux_dim: int,
+        hidden_dim: int,
+        *,
+        num_blocks: int = 1,
+        aux_mlp: bool = False,
+        final_skip: bool = True,
+        aux_norm: bool = True,
+    ):
+        super().__init__()
+        if not isinstance(num_blocks, int) or num_blocks <= 0:
+            raise ValueError(f"HyperFuse: num_blocks must be a positive integer, got {num_blocks!r}")
+        self.primary_dim = primary_dim
+        self.aux_dim = aux_dim
+        self.out_dim = primary_dim
+        self.final_skip = final_skip
+        self.blocks = nn.ModuleList(
+            HyperFuseBlock(primary_dim, aux_dim, hidden_dim, aux_norm=aux_norm) for _ in range(num_blocks)
+        )
+        # One auxiliary transform between each pair of consecutive blocks.
+        self.aux_layers = nn.ModuleList(
+            nn.Sequential(nn.Linear(aux_dim, aux_dim), nn.ReLU()) if aux_mlp else nn.Identity()
+            for _ in range(num_blocks - 1)
+        )
+
+    def forward(self, z_p: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
+        z = z_p
+        for index, block in enumerate(self.blocks):
+            if index > 0:
+                z_a = self.aux_layers[index - 1](z_a)
+            z = block(z, z_a)
+        return z + z_p if self.final_skip else z
+
+
+def generated_weight_std(block: HyperFuseBlock, z_a: torch.Tensor) -> float:
+    """Return the standard deviation of the weights ``block`` generates for ``z_a``."""
+    with torch.no_grad():
+        return float(block.generate_weights(z_a).std())
+
+
+def expected_generated_weight_std(hidden_dim: int) -> float:
+    """Return the hyperfan-in target ``1 / sqrt(h)`` for an ``h x h`` generated layer."""
+    return 1.0 / math.sqrt(hidden_dim)

@@ -1,0 +1,185 @@
+"""One AV-MNIST training run, from parameters to a results file.
+
+``run_avmnist`` is what the training notebook calls: it validates the parameters, loads
+(or builds) the dataset, trains the named model with model selection on the validation
+split, evaluates the selected weights once on the test split and writes one JSON record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from .data.avmnist import AVMNIST, AVMNISTConfig, Split, load_avmnist
+from .data.multibench import load_multibench_avmnist
+from .data.paths import REPO_ROOT
+from .models import build_model, count_parameters, model_names, model_option_names
+from .results import ResultExistsError, provenance, write_json_atomic
+from .training import TensorData, TrainConfig, evaluate, train
+
+logger = logging.getLogger(__name__)
+
+# Options that only some model builders take; a builder that does not take one ignores it.
+MODEL_OPTIONS = ("primary", "hidden_dim", "num_blocks", "fusion_position", "aux_mlp")
+DATA_OPTIONS = ("pca_energy", "noise", "snr_db")
+# Parameters that do not change the numbers, left out of the run's identity.
+NON_IDENTITY = ("seed", "data_dir", "results_dir", "cache_dir", "checkpoint_dir", "overwrite", "progress", "run_name")
+
+
+def run_identity(params: dict[str, Any]) -> str:
+    """Return a short hash of the parameters that define a run, other than the seed and paths."""
+    identity = {k: v for k, v in sorted(params.items()) if k not in NON_IDENTITY}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def default_run_name(params: dict[str, Any]) -> str:
+    return f"{params['model']}-{run_identity(params)}-seed{params['seed']}"
+
+
+def subsample_training(split: Split, fraction: float, seed: int) -> Split:
+    """Return a stratified ``fraction`` of ``split`` (all of it for 1.0)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1], got {fraction!r}")
+    if fraction == 1.0:
+        return split
+    keep, _ = train_test_split(np.arange(len(split)), train_size=fraction, stratify=split.label, random_state=seed)
+    return split.subset(np.sort(keep))
+
+
+def split_tensors(split: Split, modalities: tuple[str, ...]) -> TensorData:
+    """Wrap the arrays of ``split`` that a model reads as ``TensorData``."""
+    return TensorData({name: getattr(split, name) for name in modalities}, split.label)
+
+
+def validate_params(params: dict[str, Any]) -> None:
+    """Raise ValueError naming the first invalid parameter, before any data is loaded."""
+    if params["model"] not in model_names():
+        raise ValueError(f"unknown model {params['model']!r}; valid names: {', '.join(model_names())}")
+    for name in ("epochs", "batch_size", "hidden_dim", "num_blocks"):
+        value = params.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
+    if not isinstance(params["seed"], int) or isinstance(params["seed"], bool):
+        raise ValueError(f"seed must be an integer, got {params['seed']!r}")
+    if not isinstance(params["train_fraction"], (int, float)) or not 0 < params["train_fraction"] <= 1:
+        raise ValueError(f"train_fraction must be a number in (0, 1], got {params['train_fraction']!r}")
+    if params["primary"] not in ("image", "audio"):
+        raise ValueError(f"primary must be 'image' or 'audio' for AV-MNIST, got {params['primary']!r}")
+
+
+def run_avmnist(
+    *,
+    model: str,
+    seed: int = 0,
+    epochs: int = 15,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    patience: int | None = None,
+    hidden_dim: int = 64,
+    num_blocks: int = 1,
+    fusion_position: int | None = None,
+    primary: str = "image",
+    aux_mlp: bool = False,
+    train_fraction: float = 1.0,
+    pca_energy: float = AVMNISTConfig.pca_energy,
+    noise: str = AVMNISTConfig.noise,
+    snr_db: float = AVMNISTConfig.snr_db,
+    data_dir: str | None = None,
+    multibench_dir: str | None = None,
+    cache_dir: str | None = None,
+    results_dir: str = "results/avmnist/runs",
+    checkpoint_dir: str | None = None,
+    run_name: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    dataset: AVMNIST | None = None,
+) -> dict[str, Any]:
+    """Train and test one AV-MNIST model and write its results file; return the record.
+
+    The results file is ``results_dir/run_name.json`` (a relative ``results_dir`` is taken
+    from the working directory). It is never replaced unless ``overwrite`` is True. ``dataset`` skips
+    loading when the caller already holds the data built with the same settings.
+    """
+    started = time.perf_counter()
+    params = {k: v for k, v in locals().items() if k not in ("started", "dataset")}
+    validate_params(params)
+    run_name = run_name or default_run_name(params)
+    result_file = Path(results_dir) / f"{run_name}.json"
+    if result_file.exists() and not overwrite:
+        raise ResultExistsError(f"{result_file} already exists; pass overwrite=True to replace it, or remove it")
+    checkpoint_root = Path(checkpoint_dir) if checkpoint_dir else REPO_ROOT / "checkpoints"
+
+    data_config = AVMNISTConfig(pca_energy=pca_energy, noise=noise, snr_db=snr_db)
+    if dataset is None and multibench_dir is not None:
+        dataset = load_multibench_avmnist(multibench_dir)
+    elif dataset is None:
+        dataset = load_avmnist(data_dir, data_config, cache_dir=cache_dir)
+    elif dataset.info.get("source") == "raw" and (
+        dataset.info["config"]["snr_db"] != snr_db or dataset.info["config"]["pca_energy"] != pca_energy
+    ):
+        raise ValueError(
+            f"the dataset passed in was built with {dataset.info.get('config')}, not with "
+            f"pca_energy={pca_energy}, snr_db={snr_db}; pass dataset=None to load the matching one"
+        )
+
+    options = {"primary": primary, "hidden_dim": hidden_dim, "num_blocks": num_blocks,
+               "fusion_position": fusion_position, "aux_mlp": aux_mlp}
+    torch.manual_seed(seed)  # the same seed gives the same initial weights
+    model_options = {k: v for k, v in options.items() if k in model_option_names(model)}
+    network = build_model(model, **model_options)
+
+    train_split = subsample_training(dataset["train"], train_fraction, seed)
+    modalities = network.modalities
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         patience=patience, seed=seed)
+    outcome = train(
+        network,
+        split_tensors(train_split, modalities),
+        split_tensors(dataset["val"], modalities),
+        config,
+        checkpoint_path=checkpoint_root / f"{run_name}.pt",
+        run_key=json.dumps({k: v for k, v in params.items() if k not in ("overwrite", "progress")}, default=str),
+        progress=progress,
+    )
+    test = evaluate(network, split_tensors(dataset["test"], modalities))
+    val = evaluate(network, split_tensors(dataset["val"], modalities))
+
+    record = {
+        "experiment": "avmnist",
+        "run_name": run_name,
+        "run_identity": run_identity(params),
+        "model": model,
+        "seed": seed,
+        "parameters": params,
+        "model_options": model_options,
+        "train_config": config.__dict__,
+        "dataset": {**{k: v for k, v in dataset.info.items() if k != "cache_file"},
+                    "train_size_used": len(train_split)},
+        "metrics": {
+            "test_accuracy": test["accuracy"],
+            "test_per_class_accuracy": test["per_class_accuracy"],
+            "test_loss": test["loss"],
+            "val_accuracy": val["accuracy"],
+            "best_epoch": outcome.best_epoch,
+            "stopped_early": outcome.stopped_early,
+            "history": outcome.history,
+        },
+        "parameter_count": count_parameters(network),
+        "resumed_from_epoch": outcome.resumed_from_epoch,
+        "provenance": provenance(),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+    write_json_atomic(result_file, record, overwrite=overwrite)
+    torch.save(network.state_dict(), checkpoint_root / f"{run_name}.best.pt")
+    (checkpoint_root / f"{run_name}.pt").unlink(missing_ok=True)
+    logger.info("%s: test accuracy %.4f (best epoch %d)", run_name, test["accuracy"], outcome.best_epoch)
+    return record

@@ -1,0 +1,154 @@
+"""Tables and figures from AV-MNIST results files.
+
+Every table and figure here is computed from saved results alone, so it can be redrawn
+without retraining.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .results import read_results
+
+# Test accuracy (%) reported in the paper: Table 5 (unimodal rows, image and audio columns)
+# and Table 1 (LF, LF + HyperFuse); 5 trials each, on the 55,000/5,000/10,000 split.
+PAPER_AVMNIST = {"image_only": 66.7, "audio_only": 42.5, "lf": 71.4, "hyperfuse": 72.4}
+MODEL_LABELS = {"image_only": "Image only", "audio_only": "Audio only", "lf": "LF", "hyperfuse": "HyperFuse"}
+MODEL_ORDER = ("image_only", "audio_only", "lf", "hyperfuse")
+
+
+def results_frame(folder: str | Path) -> pd.DataFrame:
+    """Return one row per run: model, seed, run identity, accuracy (%), epochs, wall time."""
+    records = read_results(folder)
+    if not records:
+        raise FileNotFoundError(f"no results files in {folder}; run the training notebook first")
+    rows = []
+    for record in records:
+        rows.append(
+            {
+                "model": record["model"],
+                "seed": record["seed"],
+                "run_identity": record["run_identity"],
+                "test_accuracy": 100 * record["metrics"]["test_accuracy"],
+                "val_accuracy": 100 * record["metrics"]["val_accuracy"],
+                "best_epoch": record["metrics"]["best_epoch"],
+                "epochs": record["parameters"]["epochs"],
+                "parameter_count": record["parameter_count"],
+                "wall_seconds": record["wall_seconds"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return test accuracy mean and sample standard deviation over seeds per model.
+
+    Runs of the same model with different parameters (another ``run_identity``) get their own
+    rows. The paper's number is added where it reports one.
+    """
+    grouped = frame.groupby(["model", "run_identity"])
+    table = grouped.agg(
+        seeds=("seed", "nunique"),
+        test_mean=("test_accuracy", "mean"),
+        test_std=("test_accuracy", "std"),
+        val_mean=("val_accuracy", "mean"),
+        parameters=("parameter_count", "first"),
+        minutes_per_run=("wall_seconds", lambda s: s.mean() / 60),
+    ).reset_index()
+    table["paper"] = table["model"].map(PAPER_AVMNIST)
+    order = {name: i for i, name in enumerate(MODEL_ORDER)}
+    table = table.sort_values(by="model", key=lambda s: s.map(lambda m: order.get(m, len(order))))
+    return table.reset_index(drop=True)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Return ``table`` as a Markdown table with accuracy as mean ± std."""
+    lines = [
+        "| Model | Test accuracy (%) | Seeds | Parameters | Paper (%) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in table.itertuples():
+        std = "n/a" if np.isnan(row.test_std) else f"{row.test_std:.1f}"
+        paper = "" if pd.isna(row.paper) else f"{row.paper:.1f}"
+        label = MODEL_LABELS.get(row.model, row.model)
+        lines.append(f"| {label} | {row.test_mean:.1f} ± {std} | {row.seeds} | {row.parameters:,} | {paper} |")
+    return "\n".join(lines)
+
+
+def plot_accuracy(frame: pd.DataFrame, *, title: str = "AV-MNIST test accuracy"):
+    """Plot each run's test accuracy, the mean over seeds, and the paper's number per model."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    models = [m for m in MODEL_ORDER if m in set(frame["model"])] + sorted(set(frame["model"]) - set(MODEL_ORDER))
+    labels = [MODEL_LABELS.get(m, m) for m in models]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    data = frame.assign(label=frame["model"].map(lambda m: MODEL_LABELS.get(m, m)))
+    sns.stripplot(data=data, x="label", y="test_accuracy", order=labels, color="0.35", size=6, jitter=0.12, ax=ax,
+                  label="one seed")
+    means = data.groupby("label")["test_accuracy"].mean().reindex(labels)
+    ax.scatter(range(len(labels)), means.values, marker="_", s=900, color="C0", linewidths=3, label="mean (ours)",
+               zorder=3)
+    paper = [PAPER_AVMNIST.get(m, np.nan) for m in models]
+    ax.scatter(range(len(labels)), paper, marker="*", s=160, color="C3", label="paper", zorder=3)
+    ax.set_xlabel("")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles))
+    ax.legend(unique.values(), unique.keys(), loc="lower right", frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = 150) -> Path:
+    """Save ``fig`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        fig.savefig(temporary, dpi=dpi, metadata={"Software": None} if path.suffix == ".png" else None)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_summary(table: pd.DataFrame, output_dir: str | Path) -> None:
+    """Write ``table`` as ``summary.csv`` and ``summary.md`` in ``output_dir``, each atomically."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("summary.csv", table.to_csv(index=False)), ("summary.md", format_table(table) + "\n")):
+        handle, temporary = tempfile.mkstemp(dir=output_dir, prefix=f".{name}.", suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, output_dir / name)
+
+
+def plot_history(record: dict):
+    """Plot training loss and validation accuracy per epoch of one run, marking the selected epoch."""
+    import matplotlib.pyplot as plt
+
+    history = pd.DataFrame(record["metrics"]["history"])
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(8, 3))
+    loss_ax.plot(history["epoch"], history["train_loss"], marker="o", label="train")
+    loss_ax.plot(history["epoch"], history["val_loss"], marker="o", label="validation")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("cross-entropy")
+    loss_ax.legend(frameon=False)
+    acc_ax.plot(history["epoch"], 100 * history["val_accuracy"], marker="o", color="C1")
+    acc_ax.axvline(record["metrics"]["best_epoch"], color="0.5", linestyle="--", label="selected epoch")
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("validation accuracy (%)")
+    acc_ax.legend(frameon=False)
+    fig.suptitle(record["run_name"])
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,45 @@
+"""Copy every notebook in notebooks/ into FOLDER with smoke parameters injected by papermill.
+
+The copies read fixture data written in the real file formats into FOLDER/data and write
+their results under FOLDER, so nbval can execute them in a few seconds. Prints the copies in
+the order they must run. Every notebook needs an entry in smoke_parameters(): a new notebook
+without one fails here instead of going untested.
+"""
+
+import sys
+from pathlib import Path
+
+import papermill
+
+from hfcore.fixtures import write_fixture_data
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def smoke_parameters(folder: Path) -> dict[str, dict]:
+    data = str(folder / "data")
+    runs = str(folder / "results" / "runs")
+    common = {"data_dir": data, "cache_dir": str(folder / "cache")}
+    return {
+        "avmnist_train.ipynb": {**common, "model": "hyperfuse", "epochs": 2, "hidden_dim": 8,
+                                "results_dir": runs, "run_name": "smoke-hyperfuse", "progress": False},
+        "avmnist_summary.ipynb": {"results_dir": runs, "output_dir": str(folder / "results"),
+                                  "figure_path": str(folder / "figures" / "avmnist_smoke.png")},
+    }
+
+
+def main(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_fixture_data(folder / "data")
+    parameters = smoke_parameters(folder)
+    notebooks = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    missing = [name for name in notebooks if name not in parameters]
+    if missing:
+        sys.exit(f"no smoke parameters for {', '.join(missing)}; add them to smoke_parameters() in {__file__}")
+    for name in parameters:  # dict order is the execution order
+        papermill.execute_notebook(str(NOTEBOOKS / name), str(folder / name), parameters=parameters[name],
+                                   prepare_only=True, kernel_name="python3", progress_bar=False)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]).resolve())

@@ -1,0 +1,137 @@
+import json
+
+import pytest
+import torch
+
+from hfcore import training
+from hfcore.experiments import run_avmnist, split_tensors
+from hfcore.models import build_model
+from hfcore.results import ResultExistsError
+from hfcore.training import TrainConfig, classification_metrics, train
+
+
+def test_classification_metrics_worked_example():
+    # Labels 0,0,1,2 with predictions 0,1,1,1: 2 of 4 right; class 0 1/2, class 1 1/1, class 2 0/1.
+    logits = torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [0, 2.0, 0], [0, 2.0, 0]])
+    labels = torch.tensor([0, 0, 1, 2])
+    metrics = classification_metrics(logits, labels, num_classes=4)
+    assert metrics["accuracy"] == 0.5
+    assert metrics["per_class_accuracy"] == [0.5, 1.0, 0.0, None]
+    expected_loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert metrics["loss"] == pytest.approx(expected_loss)
+
+
+def fit(dataset, seed, epochs=2, checkpoint=None, model="hyperfuse"):
+    torch.manual_seed(seed)
+    network = build_model(model, **({"hidden_dim": 8} if model == "hyperfuse" else {}))
+    config = TrainConfig(epochs=epochs, batch_size=32, seed=seed)
+    data = [split_tensors(dataset[name], network.modalities) for name in ("train", "val")]
+    outcome = train(network, *data, config, checkpoint_path=checkpoint, run_key="test", progress=False)
+    return network, outcome
+
+
+def test_same_seed_gives_same_history_and_weights(fixture_dataset):
+    first, first_outcome = fit(fixture_dataset, seed=1)
+    second, second_outcome = fit(fixture_dataset, seed=1)
+    assert first_outcome.history == second_outcome.history
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_other_seed_gives_other_weights(fixture_dataset):
+    first, _ = fit(fixture_dataset, seed=1, epochs=1)
+    second, _ = fit(fixture_dataset, seed=2, epochs=1)
+    assert not torch.equal(first.head[0].weight, second.head[0].weight)
+
+
+def test_interrupted_run_resumes_to_same_result(fixture_dataset, tmp_path, monkeypatch):
+    uninterrupted, reference = fit(fixture_dataset, seed=4, epochs=3)
+
+    calls = {"count": 0}
+    real_evaluate = training.evaluate
+
+    def evaluate_then_crash(*args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == 3:
+            raise KeyboardInterrupt  # dies during epoch 3, after epoch 2's checkpoint
+        return real_evaluate(*args, **kwargs)
+
+    checkpoint = tmp_path / "run.pt"
+    monkeypatch.setattr(training, "evaluate", evaluate_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        fit(fixture_dataset, seed=4, epochs=3, checkpoint=checkpoint)
+    monkeypatch.setattr(training, "evaluate", real_evaluate)
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 2
+
+    resumed, outcome = fit(fixture_dataset, seed=4, epochs=3, checkpoint=checkpoint)
+    assert outcome.resumed_from_epoch == 3
+    assert outcome.history == reference.history
+    for (name, a), (_, b) in zip(uninterrupted.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_best_validation_epoch_weights_are_loaded(fixture_dataset):
+    network, outcome = fit(fixture_dataset, seed=0, epochs=3, model="image_only")
+    best = max(outcome.history, key=lambda row: row["val_accuracy"])
+    assert outcome.best_epoch == best["epoch"]
+    val = training.evaluate(network, split_tensors(fixture_dataset["val"], network.modalities))
+    assert val["accuracy"] == pytest.approx(best["val_accuracy"])
+
+
+def test_nan_loss_stops_with_epoch_and_step(fixture_dataset):
+    torch.manual_seed(0)
+    network = build_model("image_only")
+    with torch.no_grad():
+        network.head[2].bias.fill_(float("nan"))
+    data = [split_tensors(fixture_dataset[name], network.modalities) for name in ("train", "val")]
+    with pytest.raises(FloatingPointError, match="epoch 1, step 1"):
+        train(network, *data, TrainConfig(epochs=1), progress=False)
+
+
+def test_early_stopping_ends_after_patience(fixture_dataset):
+    torch.manual_seed(0)
+    network = build_model("image_only")
+    data = [split_tensors(fixture_dataset[name], network.modalities) for name in ("train", "val")]
+    outcome = train(network, *data, TrainConfig(epochs=30, patience=1, lr=1e-6), progress=False)
+    assert outcome.stopped_early
+    assert len(outcome.history) == outcome.best_epoch + 1
+
+
+@pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", -1), ("lr", 0.0), ("optimizer", "lbfgs")])
+def test_train_config_rejects_invalid_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_run_writes_complete_results_file(fixture_data, fixture_dataset, tmp_path):
+    record = run_avmnist(model="lf", epochs=1, data_dir=str(fixture_data), results_dir=str(tmp_path),
+                         checkpoint_dir=str(tmp_path / "ckpt"), run_name="lf-test", progress=False,
+                         dataset=fixture_dataset)
+    saved = json.loads((tmp_path / "lf-test.json").read_text())
+    assert saved == json.loads(json.dumps(record))
+    assert 0.0 <= saved["metrics"]["test_accuracy"] <= 1.0
+    assert len(saved["metrics"]["test_per_class_accuracy"]) == 10
+    assert saved["parameters"]["seed"] == 0
+    assert saved["parameter_count"] > 0
+    assert saved["wall_seconds"] > 0
+    assert {"code_version", "packages", "python"} <= set(saved["provenance"])
+    assert saved["provenance"]["packages"]["torch"].startswith("2.")
+    assert (tmp_path / "ckpt" / "lf-test.best.pt").is_file()
+    assert not (tmp_path / "ckpt" / "lf-test.pt").exists()
+    with pytest.raises(ResultExistsError, match="already exists"):
+        run_avmnist(model="lf", epochs=1, results_dir=str(tmp_path), run_name="lf-test", dataset=fixture_dataset)
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"model": "transformer"}, "valid names"),
+        ({"epochs": 0}, "epochs"),
+        ({"hidden_dim": "8"}, "hidden_dim"),
+        ({"train_fraction": 1.5}, "train_fraction"),
+        ({"primary": "text"}, "primary"),
+    ],
+)
+def test_run_rejects_invalid_parameters_before_loading_data(params, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        run_avmnist(**{"model": "lf", **params}, data_dir=str(tmp_path / "no-data"), results_dir=str(tmp_path))
