@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 # pip prints a warning for every index location it cannot use; keep errors, drop those lines.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]" 2>&1 \
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,lint]" 2>&1 \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 test "${PIPESTATUS[0]}" -eq 0
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -74,7 +74,7 @@ class AVMNISTConfig:
 
     pca_energy: float = 0.25
     noise: str = "babble"
-    snr_db: float = 0.0
+    snr_db: float = -12.0
     babble_clips: int = 3
     seed: int = 0
     fsdd_val_indices: tuple[int, int] = (35, 39)
