@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .data.paths import REPO_ROOT
+from .data.paths import REPO_ROOT, find_data_dir
 from .experiments import default_run_name
 from .results import provenance, write_json_atomic
 
@@ -100,6 +100,7 @@ def run_profile(
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
     profile = PROFILES[name]
+    find_data_dir(data_dir)  # fail once, before the grid, when the data is missing
     root = Path(results_root) if results_root else REPO_ROOT / "results" / "avmnist" / name
     figures = Path(figures_dir) if figures_dir else REPO_ROOT / "figures"
     runs_dir, notebooks_dir = root / "runs", root / "notebooks"
