@@ -1,13 +1,14 @@
 """One AV-MNIST training run, from parameters to a results file.
 
-``run_avmnist`` is what the training notebook calls: it validates the parameters, loads
-(or builds) the dataset, trains the named model with model selection on the validation
-split, evaluates the selected weights once on the test split and writes one JSON record.
+The training notebook calls ``run_avmnist``. It validates the parameters and loads (or
+builds) the dataset. It then trains the named model, selects the epoch with the best
+validation accuracy, tests those weights once and writes one JSON record.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import time
@@ -27,15 +28,29 @@ from .training import TensorData, TrainConfig, evaluate, train
 
 logger = logging.getLogger(__name__)
 
-# Options that only some model builders take; a builder that does not take one ignores it.
-MODEL_OPTIONS = ("primary", "hidden_dim", "num_blocks", "fusion_position", "aux_mlp")
-DATA_OPTIONS = ("pca_energy", "noise", "snr_db")
 # Parameters that do not change the numbers, left out of the run's identity.
 NON_IDENTITY = ("seed", "data_dir", "results_dir", "cache_dir", "checkpoint_dir", "overwrite", "progress", "run_name")
 
 
+def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Return ``params`` completed with ``run_avmnist``'s defaults, as the run itself sees them."""
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(run_avmnist).parameters.items()
+        if parameter.default is not inspect.Parameter.empty and name != "dataset"
+    }
+    unknown = sorted(set(params) - set(defaults) - {"model"})
+    if unknown:
+        raise ValueError(f"unknown run parameter(s) {unknown}; run_avmnist takes {sorted(defaults)} and model")
+    return {**defaults, **params}
+
+
 def run_identity(params: dict[str, Any]) -> str:
-    """Return a short hash of the parameters that define a run, other than the seed and paths."""
+    """Return a short hash of the parameters that define a run, other than the seed and paths.
+
+    Pass complete parameters (``resolve_params``) so that a run named before it starts gets
+    the identity that its results file records.
+    """
     identity = {k: v for k, v in sorted(params.items()) if k not in NON_IDENTITY}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -131,6 +146,7 @@ def run_avmnist(
             f"pca_energy={pca_energy}, snr_db={snr_db}; pass dataset=None to load the matching one"
         )
 
+    # Options that a model's builder does not take (hidden_dim for LF, say) are left out.
     options = {"primary": primary, "hidden_dim": hidden_dim, "num_blocks": num_blocks,
                "fusion_position": fusion_position, "aux_mlp": aux_mlp}
     torch.manual_seed(seed)  # the same seed gives the same initial weights

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .data.paths import REPO_ROOT, find_data_dir
-from .experiments import default_run_name
+from .experiments import default_run_name, resolve_params
 from .results import provenance, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def run_profile(
     runs = profile_runs(profile, overrides)
     for params in tqdm(runs, desc=f"{name} runs"):
         params = {**params, "data_dir": data_dir, "results_dir": str(runs_dir), "overwrite": force, "progress": False}
-        run_name = default_run_name(params)
+        run_name = default_run_name(resolve_params(params))
         if (runs_dir / f"{run_name}.json").exists() and not force:
             logger.info("skipping %s: its results file exists", run_name)
             skipped += 1

@@ -38,6 +38,7 @@ def results_frame(folder: str | Path) -> pd.DataFrame:
                 "val_accuracy": 100 * record["metrics"]["val_accuracy"],
                 "best_epoch": record["metrics"]["best_epoch"],
                 "epochs": record["parameters"]["epochs"],
+                "train_size": record["dataset"]["train_size_used"],
                 "parameter_count": record["parameter_count"],
                 "wall_seconds": record["wall_seconds"],
             }

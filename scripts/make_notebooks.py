@@ -108,7 +108,7 @@ SUMMARY = notebook([
     ),
     new_code_cell(
         "write_summary(table, Path(output_dir))\n"
-        "fig = plot_accuracy(frame)\n"
+        "fig = plot_accuracy(frame, title=f\"AV-MNIST test accuracy ({frame['train_size'].max():,} training samples)\")\n"
         "save_figure(fig, figure_path);"
     ),
     new_markdown_cell("Per-run numbers, for a closer look:"),

@@ -42,8 +42,10 @@ def test_each_recording_speaks_its_images_digit(fixture_dataset):
 
 def test_arrays_have_model_shapes_and_training_statistics(fixture_dataset):
     train = fixture_dataset["train"]
-    assert train.image.shape == (210, 1, 28, 28) and train.image.dtype == np.float32
-    assert train.audio.shape == (210, 1, 112, 112) and train.audio.dtype == np.float16
+    assert train.image.shape == (210, 1, 28, 28)
+    assert train.image.dtype == np.float32
+    assert train.audio.shape == (210, 1, 112, 112)
+    assert train.audio.dtype == np.float16
     assert abs(float(train.image.mean())) < 1e-3
     assert float(train.image.std()) == pytest.approx(1.0, rel=1e-3)
     assert float(train.audio.astype(np.float32).std()) == pytest.approx(1.0, rel=1e-2)

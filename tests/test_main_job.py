@@ -22,6 +22,23 @@ def test_run_identity_ignores_seed_and_paths_but_not_settings():
     assert default_run_name(base) == f"lf-{run_identity(base)}-seed0"
 
 
+def test_job_run_name_matches_recorded_identity(fixture_dataset, tmp_path):
+    from hfcore.experiments import resolve_params, run_avmnist
+
+    params = {"model": "image_only", "seed": 1, "epochs": 1, "results_dir": str(tmp_path), "progress": False}
+    name = default_run_name(resolve_params(params))
+    record = run_avmnist(**params, checkpoint_dir=str(tmp_path / "ckpt"), dataset=fixture_dataset)
+    assert record["run_name"] == name
+    assert name == f"image_only-{record['run_identity']}-seed1"
+
+
+def test_resolve_params_rejects_unknown_names():
+    from hfcore.experiments import resolve_params
+
+    with pytest.raises(ValueError, match="hiden_dim"):
+        resolve_params({"model": "lf", "hiden_dim": 3})
+
+
 def test_unknown_profile_lists_valid_ones():
     with pytest.raises(ValueError, match="default, paper, smoke"):
         run_profile("huge")

@@ -52,7 +52,7 @@ def read_wav(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         logger.info("%s: averaging %d channels to mono", path, data.shape[1])
         data = data.mean(axis=1)
     if data.size == 0:
-        raise ValueError(f"{path}: WAV file holds no samples")
+        raise ValueError(f"{path}: WAV file contains no samples; replace it with an intact copy")
     if rate != sample_rate:
         logger.info("%s: resampling from %d Hz to %d Hz", path, rate, sample_rate)
         divisor = gcd(int(rate), int(sample_rate))

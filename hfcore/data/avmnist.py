@@ -3,10 +3,10 @@
 The construction follows the MFAS AV-MNIST generator (Perez-Rua et al., 2019; paper
 appendix B.1), with its bugs fixed:
 
-* Images: PCA is fitted on the training images only and each image is replaced by its
-  reconstruction from the first k components, k being the smallest number whose cumulative
-  explained variance reaches ``pca_energy`` (0.25 keeps about 25% of the variance, so about
-  75% of the energy is removed). The PCA mean is added back.
+* Images: PCA is fitted on the training images only. Each image is replaced by its
+  reconstruction from the first k components, where k is the smallest number whose
+  cumulative explained variance reaches ``pca_energy``. With 0.25, about 75% of the
+  variance is removed. The PCA mean is added back.
 * Audio: each image takes the next recording of its digit from a seeded shuffle of the
   split's recordings, cycling through them. FSDD recording indices 0-34 are used for
   training, 35-39 for validation and 40-49 for testing, so no recording is shared between
@@ -179,7 +179,7 @@ def list_fsdd(folder: Path) -> list[tuple[str, int, str, int]]:
         if match:
             entries.append((path.name, int(match.group(1)), match.group(2), int(match.group(3))))
     if not entries:
-        raise DataNotFoundError(f"{folder} holds no FSDD recordings named DIGIT_SPEAKER_INDEX.wav. {FETCH_HINT}")
+        raise DataNotFoundError(f"{folder} contains no FSDD recordings named DIGIT_SPEAKER_INDEX.wav. {FETCH_HINT}")
     return entries
 
 

@@ -1,8 +1,8 @@
 """Reader and writer for the IDX format of the MNIST files (plain or gzip-compressed).
 
 An IDX file starts with a 4-byte magic number: two zero bytes, a type code (0x08 for
-unsigned bytes) and the number of dimensions; then one big-endian uint32 per dimension,
-then the data in C order.
+unsigned bytes) and the number of dimensions. One big-endian uint32 per dimension follows,
+and then the data in C order.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(shape, dtype=np.int64))
     if len(data) != expected:
         raise ValueError(
-            f"{path}: IDX header declares shape {shape} ({expected} bytes) but the file holds "
+            f"{path}: IDX header declares shape {shape} ({expected} bytes) but the file contains "
             f"{len(data)} data bytes; the file is truncated or corrupted, download it again"
         )
     return np.frombuffer(data, dtype=np.uint8).reshape(shape)
