@@ -33,7 +33,7 @@ NON_IDENTITY = ("seed", "data_dir", "results_dir", "cache_dir", "checkpoint_dir"
 
 
 def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Return ``params`` completed with ``run_avmnist``'s defaults, as the run itself sees them."""
+    """Return ``params`` completed with the defaults of ``run_avmnist``, as the run receives them."""
     defaults = {
         name: parameter.default
         for name, parameter in inspect.signature(run_avmnist).parameters.items()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .results import read_results
 
-# Test accuracy (%) reported in the paper: Table 5 (unimodal rows, image and audio columns)
+# Test accuracy (%) reported in "HyperFuse: Multimodal Fusion via Hypernetworks": Table 5 (unimodal rows, image and audio columns)
 # and Table 1 (LF, LF + HyperFuse); 5 trials each, on the 55,000/5,000/10,000 split.
 PAPER_AVMNIST = {"image_only": 66.7, "audio_only": 42.5, "lf": 71.4, "hyperfuse": 72.4}
 MODEL_LABELS = {"image_only": "Image only", "audio_only": "Audio only", "lf": "LF", "hyperfuse": "HyperFuse"}
