@@ -38,7 +38,7 @@ def calibrate(
         dataset = load_avmnist(data_dir, config)
         for seed in seeds:
             name = f"{model}-" + "-".join(f"{k}{v:g}" for k, v in setting.items()) + f"-seed{seed}"
-            if (Path(results_dir) / f"{name}.json").exists() or (Path.cwd() / results_dir / f"{name}.json").exists():
+            if (Path(results_dir) / f"{name}.json").exists():
                 logger.info("skipping %s: result exists", name)
                 continue
             run_avmnist(model=model, seed=seed, epochs=epochs, results_dir=results_dir, run_name=name,

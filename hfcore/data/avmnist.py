@@ -16,8 +16,8 @@ appendix B.1), with its bugs fixed:
   last ``mnist_val_size`` = 5,000 training images / test), as in the paper. With only the 10,000 test images,
   a stratified 70% / 10% / 20% split of them (7,000 / 1,000 / 2,000).
 
-Noise kinds: ``"babble"`` (the sum of ``babble_clips`` other recordings of the same split,
-drawn independently of the label, each at a random offset in the window), ``"white"``
+Noise kinds: ``"babble"`` (the sum of ``babble_clips`` recordings of the same split, drawn
+at random independently of the label, each at a random offset in the window), ``"white"``
 (Gaussian), ``"esc50"`` (ESC-50 environmental clips resampled to 8 kHz; folds 1-3 for
 training, 4 for validation, 5 for testing) and ``"none"``. The paper mixes ESC-50 noise;
 ESC-50 is not available offline, so babble is the default.
@@ -225,7 +225,7 @@ def _pca_corrupt(train: np.ndarray, others: list[np.ndarray], energy: float) -> 
     return [reconstruct(train)] + [reconstruct(images) for images in others], info
 
 
-def _split_indices(split: str, index: int, config: AVMNISTConfig) -> bool:
+def _recording_in_split(split: str, index: int, config: AVMNISTConfig) -> bool:
     low_val, high_val = config.fsdd_val_indices
     low_test, high_test = config.fsdd_test_indices
     if split == "val":
@@ -279,7 +279,7 @@ def _build_audio(
     esc50: dict[int, list[Path]] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pair each label with a recording of its digit and return spectrograms and file names."""
-    in_split = [entry for entry in recordings if _split_indices(split, entry[3], config)]
+    in_split = [entry for entry in recordings if _recording_in_split(split, entry[3], config)]
     chosen = np.empty(len(labels), dtype=object)
     for digit in range(10):
         pool = [entry[0] for entry in in_split if entry[1] == digit]
