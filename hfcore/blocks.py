@@ -30,7 +30,9 @@ class HyperFuseBlock(nn.Module):
         aux_norm: apply LayerNorm to the projected auxiliary feature before the generator.
 
     Shapes: ``forward(z_p, z_a)`` takes ``(batch, primary_dim)`` and ``(batch, aux_dim)`` and
-    returns ``(batch, primary_dim)``.
+    returns ``(batch, primary_dim)``. Leading dimensions may be more than one, as long as both
+    inputs share them: ``(batch, seq, primary_dim)`` with ``(batch, seq, aux_dim)`` fuses every
+    position (an utterance or a token) with its own generated matrix.
 
     Initialisation. The generator ``H`` follows the hyperfan-in rule of Chang et al.,
     "Principled weight initialization for hypernetworks" (ICLR 2020): its weights are drawn
@@ -73,13 +75,18 @@ class HyperFuseBlock(nn.Module):
         return self.generator(a).view(-1, self.hidden_dim, self.hidden_dim)
 
     def forward(self, z_p: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
-        assert z_p.dim() == 2 and z_p.shape[1] == self.primary_dim, (
-            f"z_p must be (batch, {self.primary_dim}), got {tuple(z_p.shape)}"
+        assert z_p.dim() >= 2 and z_p.shape[-1] == self.primary_dim, (
+            f"z_p must be (..., {self.primary_dim}), got {tuple(z_p.shape)}"
         )
-        assert z_a.dim() == 2 and z_a.shape[1] == self.aux_dim, (
-            f"z_a must be (batch, {self.aux_dim}), got {tuple(z_a.shape)}"
+        assert z_a.dim() >= 2 and z_a.shape[-1] == self.aux_dim, (
+            f"z_a must be (..., {self.aux_dim}), got {tuple(z_a.shape)}"
         )
-        assert z_p.shape[0] == z_a.shape[0], "z_p and z_a must have the same batch size"
+        assert z_p.shape[:-1] == z_a.shape[:-1], (
+            f"z_p and z_a must share their leading dimensions, got {tuple(z_p.shape)} and {tuple(z_a.shape)}"
+        )
+        if z_p.dim() > 2:
+            fused = self.forward(z_p.reshape(-1, self.primary_dim), z_a.reshape(-1, self.aux_dim))
+            return fused.view(z_p.shape)
 
         weights = self.generate_weights(z_a)  # (batch, h_in, h_out)
         x = self.primary_in_norm(self.primary_in(z_p))  # (batch, h_in)

@@ -117,3 +117,18 @@ def test_block_rejects_invalid_sizes(kwargs):
 def test_stack_rejects_zero_blocks():
     with pytest.raises(ValueError, match="num_blocks"):
         HyperFuse(12, 7, 4, num_blocks=0)
+
+
+def test_block_fuses_each_sequence_position():
+    torch.manual_seed(0)
+    block = HyperFuseBlock(12, 7, 4)
+    z_p, z_a = torch.randn(2, 3, 12), torch.randn(2, 3, 7)
+    out = block(z_p, z_a)
+    assert out.shape == (2, 3, 12)
+    torch.testing.assert_close(out[1, 2], block(z_p[1, 2:3], z_a[1, 2:3])[0])
+
+
+def test_block_rejects_mismatched_leading_dimensions():
+    block = HyperFuseBlock(12, 7, 4)
+    with pytest.raises(AssertionError, match="leading dimensions"):
+        block(torch.randn(2, 3, 12), torch.randn(2, 7))
