@@ -24,6 +24,7 @@ RUN pip install --no-cache-dir \
         "papermill>=2.5" \
         "nbformat>=5.9" \
         "ipykernel>=6.29" \
+        "ipywidgets>=8.1" \
         "jupyterlab>=4.1" \
         "pytest>=8" \
         "nbval>=0.11" \

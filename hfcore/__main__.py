@@ -23,16 +23,20 @@ def main(argv: list[str] | None = None) -> int:
     main_job.add_argument("--force", action="store_true", help="rerun runs whose results exist, replacing them")
 
     build = commands.add_parser("build-data", help="build AV-MNIST into the cache and print its description")
-    build.add_argument("--data-dir")
+    build.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
     build.add_argument("--snr-db", type=float, help="audio noise level in dB (default: the calibrated value)")
     build.add_argument("--rebuild", action="store_true", help="build even when a cached copy exists")
 
     calibrate = commands.add_parser("calibrate", help="unimodal accuracies against corruption level")
-    calibrate.add_argument("--snr-db", type=float, nargs="+", default=[0.0])
-    calibrate.add_argument("--pca-energy", type=float, nargs="+", default=[0.25])
-    calibrate.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    calibrate.add_argument("--epochs", type=int, default=15)
-    calibrate.add_argument("--data-dir")
+    from .data.avmnist import AVMNISTConfig
+
+    calibrate.add_argument("--snr-db", type=float, nargs="*", default=[AVMNISTConfig.snr_db],
+                           help="audio SNRs in dB for audio-only runs; none skips them (default: %(default)s)")
+    calibrate.add_argument("--pca-energy", type=float, nargs="*", default=[AVMNISTConfig.pca_energy],
+                           help="PCA variance fractions for image-only runs; none skips them (default: %(default)s)")
+    calibrate.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default: %(default)s)")
+    calibrate.add_argument("--epochs", type=int, default=15, help="training epochs per run (default: %(default)s)")
+    calibrate.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
 
     fetch = commands.add_parser("fetch", help="download MNIST and FSDD and verify their checksums (needs internet)")
     fetch.add_argument("--dest", required=True, help="folder to create mnist/ and fsdd/ in")
@@ -40,7 +44,16 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        return run_command(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        # Bad input (missing data, an existing result, an invalid value): the message says what to do.
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the subcommand that ``args`` names."""
     if args.command == "main":
         from .main_job import run_profile
 

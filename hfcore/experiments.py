@@ -111,7 +111,7 @@ def run_avmnist(
     data_dir: str | None = None,
     multibench_dir: str | None = None,
     cache_dir: str | None = None,
-    results_dir: str = "results/avmnist/runs",
+    results_dir: str | None = None,
     checkpoint_dir: str | None = None,
     run_name: str | None = None,
     overwrite: bool = False,
@@ -120,17 +120,22 @@ def run_avmnist(
 ) -> dict[str, Any]:
     """Train and test one AV-MNIST model and write its results file; return the record.
 
-    The results file is ``results_dir/run_name.json`` (a relative ``results_dir`` is taken
-    from the working directory). It is never replaced unless ``overwrite`` is True. ``dataset`` skips
+    The results file is ``results_dir/run_name.json``; ``results_dir`` defaults to
+    ``results/avmnist/interactive`` in the repository, and a relative one is taken from the
+    working directory. It is never replaced unless ``overwrite`` is True. ``dataset`` skips
     loading when the caller already holds the data built with the same settings.
     """
     started = time.perf_counter()
     params = {k: v for k, v in locals().items() if k not in ("started", "dataset")}
     validate_params(params)
     run_name = run_name or default_run_name(params)
+    results_dir = results_dir or REPO_ROOT / "results" / "avmnist" / "interactive"
     result_file = Path(results_dir) / f"{run_name}.json"
     if result_file.exists() and not overwrite:
-        raise ResultExistsError(f"{result_file} already exists; pass overwrite=True to replace it, or remove it")
+        raise ResultExistsError(
+            f"{result_file} already exists; pass overwrite=True (-p overwrite True under papermill) "
+            "to replace it, or choose another run_name or results_dir"
+        )
     checkpoint_root = Path(checkpoint_dir) if checkpoint_dir else REPO_ROOT / "checkpoints"
 
     data_config = AVMNISTConfig(pca_energy=pca_energy, noise=noise, snr_db=snr_db)

@@ -14,11 +14,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +83,11 @@ def write_json_atomic(path: str | Path, record: Any, *, overwrite: bool = False)
         raise ResultExistsError(
             f"{path} already exists; delete it, choose another results folder, or pass overwrite=True to replace it"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(record, stream, indent=2, sort_keys=False)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "w") as stream:
+        json.dump(record, stream, indent=2, sort_keys=False)
+        stream.write("\n")
+        stream.flush()
+        os.fsync(stream.fileno())
     logger.info("wrote %s", path)
     return path
 

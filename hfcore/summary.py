@@ -6,13 +6,12 @@ without retraining.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path
 from .results import read_results
 
 # Test accuracy (%) reported in "HyperFuse: Multimodal Fusion via Hypernetworks": Table 5 (unimodal rows, image and audio columns)
@@ -84,20 +83,19 @@ def format_table(table: pd.DataFrame) -> str:
 def plot_accuracy(frame: pd.DataFrame, *, title: str = "AV-MNIST test accuracy"):
     """Plot each run's test accuracy, the mean over seeds, and the paper's number per model."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     models = [m for m in MODEL_ORDER if m in set(frame["model"])] + sorted(set(frame["model"]) - set(MODEL_ORDER))
-    labels = [MODEL_LABELS.get(m, m) for m in models]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    data = frame.assign(label=frame["model"].map(lambda m: MODEL_LABELS.get(m, m)))
-    sns.stripplot(data=data, x="label", y="test_accuracy", order=labels, color="0.35", size=6, jitter=0.12, ax=ax,
-                  label="one seed")
-    means = data.groupby("label")["test_accuracy"].mean().reindex(labels)
-    ax.scatter(range(len(labels)), means.values, marker="_", s=900, color="C0", linewidths=3, label="mean (ours)",
-               zorder=3)
-    paper = [PAPER_AVMNIST.get(m, np.nan) for m in models]
-    ax.scatter(range(len(labels)), paper, marker="*", s=160, color="C3", label="paper", zorder=3)
-    ax.set_xlabel("")
+    for position, model in enumerate(models):
+        runs = frame[frame["model"] == model].sort_values("seed")
+        # Spread the seeds evenly around the model's position, so that redrawing gives the same figure.
+        offsets = np.linspace(-0.12, 0.12, len(runs)) if len(runs) > 1 else np.zeros(1)
+        ax.scatter(position + offsets, runs["test_accuracy"], color="0.35", s=30, label="one seed", zorder=2)
+        ax.scatter(position, runs["test_accuracy"].mean(), marker="_", s=900, color="C0", linewidths=3,
+                   label="mean (ours)", zorder=3)
+        if model in PAPER_AVMNIST:
+            ax.scatter(position, PAPER_AVMNIST[model], marker="*", s=160, color="C3", label="paper", zorder=4)
+    ax.set_xticks(range(len(models)), [MODEL_LABELS.get(m, m) for m in models])
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     handles, names = ax.get_legend_handles_labels()
@@ -111,27 +109,17 @@ def plot_accuracy(frame: pd.DataFrame, *, title: str = "AV-MNIST test accuracy")
 def save_figure(fig, path: str | Path, *, dpi: int = 150) -> Path:
     """Save ``fig`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        fig.savefig(temporary, dpi=dpi, metadata={"Software": None} if path.suffix == ".png" else None)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, format=path.suffix.lstrip(".") or "png", dpi=dpi,
+                    metadata={"Software": None} if path.suffix == ".png" else None)
     return path
 
 
 def write_summary(table: pd.DataFrame, output_dir: str | Path) -> None:
     """Write ``table`` as ``summary.csv`` and ``summary.md`` in ``output_dir``, each atomically."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (("summary.csv", table.to_csv(index=False)), ("summary.md", format_table(table) + "\n")):
-        handle, temporary = tempfile.mkstemp(dir=output_dir, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, output_dir / name)
+        with atomic_path(Path(output_dir) / name) as temporary:
+            temporary.write_text(text)
 
 
 def plot_history(record: dict):

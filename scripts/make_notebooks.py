@@ -52,7 +52,7 @@ TRAIN = notebook([
         "data_dir = None              # folder with mnist/ and fsdd/ (None: HYPERFUSE_DATA or ../shared/data)\n"
         "multibench_dir = None        # MultiBench's prepared AV-MNIST folder, used instead of data_dir\n"
         "cache_dir = None             # built datasets (None: HYPERFUSE_CACHE or cache/)\n"
-        "results_dir = \"../results/avmnist/interactive\"\n"
+        "results_dir = None           # None: results/avmnist/interactive in the repository\n"
         "run_name = None              # results file name (None: MODEL-HASH-seedSEED)\n"
         "overwrite = False            # replace an existing results file\n"
         "progress = True"
@@ -96,19 +96,23 @@ SUMMARY = notebook([
         "Table 5: image only 66.7, audio only 42.5). Nothing is retrained here."
     ),
     parameters(
-        "results_dir = \"../results/avmnist/default/runs\"\n"
-        "output_dir = \"../results/avmnist/default\"     # summary.md and summary.csv are written here\n"
-        "figure_path = \"../figures/avmnist_default.png\""
+        "results_dir = None    # folder of results files (None: results/avmnist/default/runs)\n"
+        "output_dir = None     # where summary.md and summary.csv go (None: results/avmnist/default)\n"
+        "figure_path = None    # None: figures/avmnist_default.png"
     ),
     new_code_cell(
         "from pathlib import Path\n\n"
+        "from hfcore.data.paths import REPO_ROOT\n"
         "from hfcore.summary import format_table, plot_accuracy, results_frame, save_figure, summary_table, write_summary\n\n"
+        "output_dir = Path(output_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"default\")\n"
+        "results_dir = Path(results_dir or output_dir / \"runs\")\n"
+        "figure_path = Path(figure_path or REPO_ROOT / \"figures\" / \"avmnist_default.png\")\n"
         "frame = results_frame(results_dir)\n"
         "table = summary_table(frame)\n"
         "print(format_table(table))"
     ),
     new_code_cell(
-        "write_summary(table, Path(output_dir))\n"
+        "write_summary(table, output_dir)\n"
         "fig = plot_accuracy(frame, title=f\"AV-MNIST test accuracy ({frame['train_size'].max():,} training samples)\")\n"
         "save_figure(fig, figure_path);"
     ),

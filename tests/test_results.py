@@ -56,3 +56,28 @@ def test_summary_table_mean_and_sample_std_worked_example():
     text = format_table(table.reset_index())
     assert "| LF | 72.0 ± 2.0 | 3 | 10 | 71.4 |" in text
     assert "| HyperFuse | 71.0 ± n/a | 1 | 20 | 72.4 |" in text
+
+
+def test_atomic_write_uses_normal_file_permissions(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        path = write_json_atomic(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_accuracy_figure_is_identical_when_redrawn(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from hfcore.summary import plot_accuracy, save_figure
+
+    frame = pd.DataFrame(
+        {"model": ["lf", "lf", "hyperfuse"], "seed": [0, 1, 0], "test_accuracy": [70.0, 72.0, 71.0]}
+    )
+    first = save_figure(plot_accuracy(frame), tmp_path / "a.png").read_bytes()
+    second = save_figure(plot_accuracy(frame), tmp_path / "b.png").read_bytes()
+    assert first == second

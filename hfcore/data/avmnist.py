@@ -32,9 +32,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +42,7 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_path
 from .audio import WINDOW_SAMPLES, fit_window, log_spectrograms, mix_at_snr, read_wav
 from .idx import read_idx
 from .paths import DataNotFoundError, FETCH_HINT, default_cache_dir, find_data_dir
@@ -392,15 +391,8 @@ def save_avmnist(dataset: AVMNIST, path: Path) -> None:
     for name, split in dataset.splits.items():
         for f in dataclasses.fields(split):
             arrays[f"{name}/{f.name}"] = getattr(split, f.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as stream:
+        np.savez(stream, **arrays)
 
 
 def load_avmnist_file(path: Path) -> AVMNIST:
@@ -437,11 +429,11 @@ def load_avmnist(
     if path.is_file() and not rebuild:
         logger.info("loading cached AV-MNIST from %s", path)
         dataset = load_avmnist_file(path)
-        dataset.info["cache_file"] = str(path)
+        dataset.info.update(cache_file=str(path), data_dir=str(data_dir))
         return dataset
     logger.info("building AV-MNIST from %s (%s)", data_dir, config)
     dataset = build_avmnist_arrays(data_dir, config)
     save_avmnist(dataset, path)
     logger.info("built AV-MNIST %s in %.1f s, cached at %s", dataset.sizes(), dataset.info["build_seconds"], path)
-    dataset.info["cache_file"] = str(path)
+    dataset.info.update(cache_file=str(path), data_dir=str(data_dir))
     return dataset

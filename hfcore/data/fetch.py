@@ -20,6 +20,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_path
+
 logger = logging.getLogger(__name__)
 
 MNIST_BASE_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -60,10 +62,8 @@ def recordings_digest(folder: str | Path) -> str:
 
 def download(url: str, path: Path, *, md5: str | None = None, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``path`` through a temporary file; check ``md5`` before the rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream, urllib.request.urlopen(url, timeout=timeout) as response:
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as stream, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=path.name, leave=False) as bar:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
@@ -73,10 +73,6 @@ def download(url: str, path: Path, *, md5: str | None = None, timeout: float = 6
                 raise ChecksumError(f"{url}: received {stream.tell()} of {total} bytes; try again")
         if md5 is not None and file_digest(temporary, "md5") != md5:
             raise ChecksumError(f"{url}: MD5 {file_digest(temporary, 'md5')} does not match the published {md5}")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -16,7 +16,7 @@ CACHE_ENV_VAR = "HYPERFUSE_CACHE"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FETCH_HINT = (
     "Download the public sources with `python -m hfcore fetch --dest DIR` (needs internet; "
-    f"verifies checksums), then pass data_dir=DIR or set {DATA_ENV_VAR}=DIR."
+    f"verifies checksums), then pass data_dir=DIR (--data-dir DIR on the command line) or set {DATA_ENV_VAR}=DIR."
 )
 
 
