@@ -26,6 +26,7 @@ RUN pip install --no-cache-dir \
         "ipykernel>=6.29" \
         "ipywidgets>=8.1" \
         "jupyterlab>=4.1" \
+        "dask[distributed]>=2024.1" \
         "pytest>=8" \
         "nbval>=0.11" \
         "pyyaml>=6"

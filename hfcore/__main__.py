@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default: %(default)s)")
     calibrate.add_argument("--epochs", type=int, default=15, help="training epochs per run (default: %(default)s)")
     calibrate.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
+
+    run = commands.add_parser("run", help="run every point of an experiment spec through papermill, then its summary")
+    run.add_argument("spec", help="spec file, for example experiments/avmnist_hidden_dim.yaml")
+    run.add_argument("--force", action="store_true", help="rerun points whose results exist")
+    run.add_argument("--workers", type=int, default=1,
+                     help="parallel worker processes on a local Dask cluster (default: 1, no Dask)")
+    run.add_argument("--scheduler", help="address of a running Dask scheduler to submit the points to")
+    run.add_argument("--data-dir", help="data folder passed to every point (not part of its key)")
+
+    regenerate = commands.add_parser("regenerate", help="rebuild every table and figure from saved results, no training")
+    regenerate.add_argument("specs", nargs="*", help="spec files (default: every experiments/*.yaml)")
 
     fetch = commands.add_parser("fetch", help="download MNIST and FSDD and verify their checksums (needs internet)")
     fetch.add_argument("--dest", required=True, help="folder to create mnist/ and fsdd/ in")
@@ -72,6 +84,26 @@ def run_command(args: argparse.Namespace) -> int:
         run_calibration(snr_values=args.snr_db, pca_energies=args.pca_energy, seeds=args.seeds,
                         epochs=args.epochs, data_dir=args.data_dir)
         print(calibration_table())
+    elif args.command == "run":
+        from .grid import load_spec, run_grid, run_summary
+
+        if args.workers <= 0:
+            raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+        spec = load_spec(args.spec)
+        extra = {"data_dir": args.data_dir} if args.data_dir else None
+        report = run_grid(spec, force=args.force, workers=args.workers, scheduler=args.scheduler,
+                          extra_parameters=extra)
+        print(f"grid {spec.name}: {report.summary()}")
+        run_summary(spec)
+        if report.failed:
+            return 1
+    elif args.command == "regenerate":
+        from .data.paths import REPO_ROOT
+        from .grid import regenerate as regenerate_all
+
+        specs = [Path(p) for p in args.specs] or sorted((REPO_ROOT / "experiments").glob("*.yaml"))
+        for output in regenerate_all(specs):
+            print(f"regenerated {output}")
     elif args.command == "fetch":
         from .data.fetch import fetch_sources
 

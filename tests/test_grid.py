@@ -1,0 +1,120 @@
+"""The grid runner on a tiny notebook that writes its parameters as a results file."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from hfcore.grid import expand, load_spec, run_grid
+
+NOTEBOOK_CELLS = [
+    "x = 0\nresults_dir = None\nrun_name = None\noverwrite = False",
+    "import json, pathlib\n"
+    "if x == 3:\n"
+    "    raise ValueError('x must not be 3')\n"
+    "path = pathlib.Path(results_dir) / f'{run_name}.json'\n"
+    "path.parent.mkdir(parents=True, exist_ok=True)\n"
+    "assert overwrite or not path.exists()\n"
+    "path.write_text(json.dumps({'x': x, 'square': x * x}))",
+]
+
+
+def write_notebook(path: Path, extra_source: str = "") -> None:
+    cells = [new_code_cell(NOTEBOOK_CELLS[0]), new_code_cell(NOTEBOOK_CELLS[1] + extra_source)]
+    cells[0].metadata["tags"] = ["parameters"]
+    notebook = new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    write_notebook(tmp_path / "square.ipynb")
+    spec = tmp_path / "square.yaml"
+    spec.write_text(
+        "name: squares\nnotebook: square.ipynb\nresults: out\n"
+        "parameters: {}\ngrid:\n  x: [1, 2, 3]\n"
+    )
+    return spec
+
+
+def results(spec):
+    return {path.name: json.loads(path.read_text()) for path in (spec.results / "runs").glob("*.json")}
+
+
+def test_grid_runs_points_and_reports_failure(spec_file, tmp_path):
+    spec = load_spec(spec_file, root=tmp_path)
+    report = run_grid(spec)
+    assert len(report.ran) == 2
+    assert list(report.failed) == [expand(spec)[2].run_name]
+    assert "x must not be 3" in report.failed[expand(spec)[2].run_name]
+    assert sorted(r["square"] for r in results(spec).values()) == [1, 4]
+    assert expand(spec)[0].notebook_file.is_file()
+
+
+def test_rerun_skips_finished_points(spec_file, tmp_path):
+    spec = load_spec(spec_file, root=tmp_path)
+    run_grid(spec)
+    first = expand(spec)[0]
+    first.result_file.unlink()  # as if the grid had stopped before this point
+    report = run_grid(spec)
+    assert report.ran == [first.run_name]
+    assert report.skipped == [expand(spec)[1].run_name]
+    assert first.result_file.is_file()
+
+
+def test_force_reruns_every_point(spec_file, tmp_path):
+    spec = load_spec(spec_file, root=tmp_path)
+    run_grid(spec)
+    report = run_grid(spec, force=True)
+    assert len(report.ran) == 2
+    assert report.skipped == []
+
+
+def test_code_change_reruns_and_keeps_older_results(spec_file, tmp_path):
+    spec = load_spec(spec_file, root=tmp_path)
+    run_grid(spec)
+    old_names = sorted(results(spec))
+    write_notebook(tmp_path / "square.ipynb", extra_source="\n# changed")
+    report = run_grid(spec)
+    assert len(report.ran) == 2
+    assert sorted(results(spec)) != old_names
+    superseded = sorted(p.name for p in (spec.results / "runs" / "superseded").glob("*.json"))
+    assert superseded == old_names
+
+
+def test_grid_runs_on_two_dask_workers(spec_file, tmp_path):
+    pytest.importorskip("dask.distributed")
+    spec = load_spec(spec_file, root=tmp_path)
+    report = run_grid(spec, workers=2)
+    assert len(report.ran) == 2
+    assert len(report.failed) == 1
+    assert sorted(r["square"] for r in results(spec).values()) == [1, 4]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("name: a\nnotebook: square.ipynb\n", "missing required key 'results'"),
+        ("name: a\nnotebook: square.ipynb\nresults: out\ngrid: {x: 3}\n", "non-empty list"),
+        ("name: a\nnotebook: square.ipynb\nresults: out\ngrid: {x: [1]}\nparameters: {x: 2}\n", "both in grid"),
+        ("name: a\nnotebook: square.ipynb\nresults: out\nparameters: {run_name: b}\n", "set by the grid runner"),
+        ("name: a\nnotebook: square.ipynb\nresults: out\nmodels: [lf]\n", "unknown key"),
+        ("name: a\nnotebook: missing.ipynb\nresults: out\n", "does not exist"),
+    ],
+)
+def test_invalid_spec_is_rejected(tmp_path, text, message):
+    write_notebook(tmp_path / "square.ipynb")
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        load_spec(tmp_path / "bad.yaml", root=tmp_path)
+
+
+def test_example_specs_load_and_expand():
+    for path in sorted(Path(__file__).resolve().parents[1].joinpath("experiments").glob("*.yaml")):
+        spec = load_spec(path)
+        points = expand(spec)
+        assert points, path
+        assert len({p.run_name for p in points}) == len(points)
