@@ -13,15 +13,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    from .main_job import PROFILES
+    from .main_job import PROFILES, profile_description
 
     main_job = commands.add_parser("main", help="run every AV-MNIST model over several seeds, then the summary")
     main_job.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                          help="; ".join(f"{k}: {v.description}" for k, v in PROFILES.items()))
+                          help="; ".join(f"{k}: {profile_description(k)}" for k in PROFILES))
     main_job.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
     main_job.add_argument("--results-dir", help="results folder (default: results/avmnist/PROFILE)")
     main_job.add_argument("--figures-dir", help="figures folder (default: figures/)")
     main_job.add_argument("--force", action="store_true", help="rerun runs whose results exist, replacing them")
+    main_job.add_argument("--workers", type=int, default=1,
+                          help="parallel worker processes on a local Dask cluster (default: 1, no Dask)")
+    main_job.add_argument("--scheduler", help="address of a running Dask scheduler to submit the runs to")
 
     build = commands.add_parser("build-data", help="build AV-MNIST into the cache and print its description")
     build.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
@@ -69,9 +72,10 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "main":
         from .main_job import run_profile
 
-        outcome = run_profile(args.profile, results_root=args.results_dir, figures_dir=args.figures_dir,
-                              data_dir=args.data_dir, force=args.force)
-        print(f"main job ({args.profile}): {outcome}")
+        report = run_profile(args.profile, results_root=args.results_dir, figures_dir=args.figures_dir,
+                             data_dir=args.data_dir, force=args.force, workers=args.workers,
+                             scheduler=args.scheduler)
+        print(f"main job ({args.profile}): {report.summary()}")
     elif args.command == "build-data":
         from .data.avmnist import AVMNISTConfig, load_avmnist
 

@@ -8,7 +8,6 @@ validation accuracy, tests those weights once and writes one JSON record.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import time
@@ -32,25 +31,8 @@ logger = logging.getLogger(__name__)
 NON_IDENTITY = ("seed", "data_dir", "results_dir", "cache_dir", "checkpoint_dir", "overwrite", "progress", "run_name")
 
 
-def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Return ``params`` completed with the defaults of ``run_avmnist``, as the run receives them."""
-    defaults = {
-        name: parameter.default
-        for name, parameter in inspect.signature(run_avmnist).parameters.items()
-        if parameter.default is not inspect.Parameter.empty and name != "dataset"
-    }
-    unknown = sorted(set(params) - set(defaults) - {"model"})
-    if unknown:
-        raise ValueError(f"unknown run parameter(s) {unknown}; run_avmnist takes {sorted(defaults)} and model")
-    return {**defaults, **params}
-
-
 def run_identity(params: dict[str, Any]) -> str:
-    """Return a short hash of the parameters that define a run, other than the seed and paths.
-
-    Pass complete parameters (``resolve_params``) so that a run named before it starts gets
-    the identity that its results file records.
-    """
+    """Return a short hash of the parameters that define a run, other than the seed and paths."""
     identity = {k: v for k, v in sorted(params.items()) if k not in NON_IDENTITY}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
 

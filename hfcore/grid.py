@@ -140,7 +140,8 @@ def _parameter_hash(parameters: dict[str, Any]) -> str:
 
 
 def _label(values: dict[str, Any]) -> str:
-    text = "_".join(f"{name}{value}" for name, value in values.items())
+    # A model name reads well on its own; other values keep their parameter's name (seed0).
+    text = "_".join(str(value) if name == "model" else f"{name}{value}" for name, value in values.items())
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in text)[:60] or "point"
 
 

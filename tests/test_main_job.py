@@ -1,18 +1,21 @@
 import pytest
 
 from hfcore.experiments import default_run_name, run_identity
-from hfcore.main_job import PROFILES, profile_runs, run_profile
+from hfcore.grid import expand, load_spec
+from hfcore.main_job import PROFILES, run_profile
 
 
 def test_default_profile_covers_four_models_over_three_seeds():
-    runs = profile_runs(PROFILES["default"])
-    assert len(runs) == 12
-    assert {r["model"] for r in runs} == {"image_only", "audio_only", "lf", "hyperfuse"}
-    assert {r["seed"] for r in runs} == {0, 1, 2}
+    points = expand(load_spec(PROFILES["default"]))
+    assert len(points) == 12
+    assert {p.parameters["model"] for p in points} == {"image_only", "audio_only", "lf", "hyperfuse"}
+    assert {p.parameters["seed"] for p in points} == {0, 1, 2}
+    assert all(p.parameters["epochs"] == 12 for p in points)
 
 
 def test_paper_profile_has_five_seeds():
-    assert PROFILES["paper"].seeds == (0, 1, 2, 3, 4)
+    points = expand(load_spec(PROFILES["paper"]))
+    assert {p.parameters["seed"] for p in points} == {0, 1, 2, 3, 4}
 
 
 def test_run_identity_ignores_seed_and_paths_but_not_settings():
@@ -20,23 +23,6 @@ def test_run_identity_ignores_seed_and_paths_but_not_settings():
     assert run_identity(base) == run_identity({**base, "seed": 3, "results_dir": "b"})
     assert run_identity(base) != run_identity({**base, "epochs": 13})
     assert default_run_name(base) == f"lf-{run_identity(base)}-seed0"
-
-
-def test_job_run_name_matches_recorded_identity(fixture_dataset, tmp_path):
-    from hfcore.experiments import resolve_params, run_avmnist
-
-    params = {"model": "image_only", "seed": 1, "epochs": 1, "results_dir": str(tmp_path), "progress": False}
-    name = default_run_name(resolve_params(params))
-    record = run_avmnist(**params, checkpoint_dir=str(tmp_path / "ckpt"), dataset=fixture_dataset)
-    assert record["run_name"] == name
-    assert name == f"image_only-{record['run_identity']}-seed1"
-
-
-def test_resolve_params_rejects_unknown_names():
-    from hfcore.experiments import resolve_params
-
-    with pytest.raises(ValueError, match="hiden_dim"):
-        resolve_params({"model": "lf", "hiden_dim": 3})
 
 
 def test_unknown_profile_lists_valid_ones():
