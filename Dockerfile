@@ -29,7 +29,9 @@ RUN pip install --no-cache-dir \
         "dask[distributed]>=2024.1" \
         "pytest>=8" \
         "nbval>=0.11" \
-        "pyyaml>=6"
+        "pyyaml>=6" \
+        "requests>=2.31" \
+        "websocket-client>=1.7"
 
 COPY . .
 RUN pip install --no-cache-dir --no-deps -e .

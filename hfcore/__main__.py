@@ -42,6 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--epochs", type=int, default=15, help="training epochs per run (default: %(default)s)")
     calibrate.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
 
+    train = commands.add_parser("train", help="train one AV-MNIST model; runs data parallel under torchrun")
+    train.add_argument("--model", required=True, help="model name (image_only, audio_only, lf, hyperfuse, ...)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=int, default=12)
+    train.add_argument("--batch-size", type=int, default=64, help="global batch size, split across processes")
+    train.add_argument("--hidden-dim", type=int, default=64, help="HyperFuse bottleneck width")
+    train.add_argument("--train-fraction", type=float, default=1.0)
+    train.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
+    train.add_argument("--cache-dir", help="folder of built datasets (default: HYPERFUSE_CACHE or cache/)")
+    train.add_argument("--results-dir", help="results folder (default: results/avmnist/interactive)")
+    train.add_argument("--checkpoint-dir", help="checkpoint folder (default: checkpoints/)")
+    train.add_argument("--run-name", help="results file name without .json")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+
     run = commands.add_parser("run", help="run every point of an experiment spec through papermill, then its summary")
     run.add_argument("spec", help="spec file, for example experiments/avmnist_hidden_dim.yaml")
     run.add_argument("--force", action="store_true", help="rerun points whose results exist")
@@ -88,6 +102,15 @@ def run_command(args: argparse.Namespace) -> int:
         run_calibration(snr_values=args.snr_db, pca_energies=args.pca_energy, seeds=args.seeds,
                         epochs=args.epochs, data_dir=args.data_dir)
         print(calibration_table())
+    elif args.command == "train":
+        from .experiments import run_avmnist
+
+        record = run_avmnist(model=args.model, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
+                             hidden_dim=args.hidden_dim, train_fraction=args.train_fraction, data_dir=args.data_dir,
+                             cache_dir=args.cache_dir, results_dir=args.results_dir,
+                             checkpoint_dir=args.checkpoint_dir, run_name=args.run_name, overwrite=args.overwrite,
+                             progress=False)
+        print(f"{record['run_name']}: test accuracy {record['metrics']['test_accuracy']:.4f}")
     elif args.command == "run":
         from .grid import load_spec, run_grid, run_summary
 

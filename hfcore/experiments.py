@@ -8,6 +8,7 @@ validation accuracy, tests those weights once and writes one JSON record.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from .data.multibench import load_multibench_avmnist
 from .data.paths import REPO_ROOT
 from .models import build_model, count_parameters, model_names, model_option_names
 from .results import ResultExistsError, provenance, write_json_atomic
-from .training import TensorData, TrainConfig, evaluate, train
+from .training import TensorData, TrainConfig, distributed_rank_and_size, evaluate, train
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,22 @@ def validate_params(params: dict[str, Any]) -> None:
         raise ValueError(f"primary must be 'image' or 'audio' for AV-MNIST, got {params['primary']!r}")
 
 
+def init_distributed_from_environment() -> tuple[int, int]:
+    """Join the process group that ``torchrun`` describes in the environment, if any.
+
+    Uses the gloo backend on CPU and NCCL when CUDA is available, and gives each process an
+    equal share of the CPU cores. Returns ``(rank, world_size)``; ``(0, 1)`` outside torchrun.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        local_size = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_size))
+        logger.info("joined a %s process group as rank %d of %d", backend, torch.distributed.get_rank(), world_size)
+    return distributed_rank_and_size()
+
+
 def run_avmnist(
     *,
     model: str,
@@ -110,6 +127,7 @@ def run_avmnist(
     started = time.perf_counter()
     params = {k: v for k, v in locals().items() if k not in ("started", "dataset")}
     validate_params(params)
+    rank, world_size = init_distributed_from_environment()
     run_name = run_name or default_run_name(params)
     results_dir = results_dir or REPO_ROOT / "results" / "avmnist" / "interactive"
     result_file = Path(results_dir) / f"{run_name}.json"
@@ -177,10 +195,19 @@ def run_avmnist(
             "history": outcome.history,
         },
         "parameter_count": count_parameters(network),
+        "world_size": world_size,
         "resumed_from_epoch": outcome.resumed_from_epoch,
         "provenance": provenance(),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
+    if world_size > 1:
+        # Every process must hold the same weights; the record keeps each one's checksum as proof.
+        checksum = float(sum(p.double().sum() for p in network.state_dict().values() if p.is_floating_point()))
+        checksums = [None] * world_size
+        torch.distributed.all_gather_object(checksums, checksum)
+        record["rank_weight_checksums"] = checksums
+    if rank != 0:
+        return record
     write_json_atomic(result_file, record, overwrite=overwrite)
     torch.save(network.state_dict(), checkpoint_root / f"{run_name}.best.pt")
     (checkpoint_root / f"{run_name}.pt").unlink(missing_ok=True)

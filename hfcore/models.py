@@ -135,10 +135,14 @@ class MultimodalModel(nn.Module):
     def forward(self, x_p: torch.Tensor, x_a: torch.Tensor | None = None) -> torch.Tensor:
         return self.fuse(*self.encode(x_p, x_a))
 
+    def batch_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return ``(x_p, x_a)`` from a batch given as a mapping from modality name to tensor."""
+        x_a = batch[self.auxiliary_modality] if self.auxiliary_modality is not None else None
+        return batch[self.primary_modality], x_a
+
     def forward_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Return logits for a batch given as a mapping from modality name to tensor."""
-        x_a = batch[self.auxiliary_modality] if self.auxiliary_modality is not None else None
-        return self(batch[self.primary_modality], x_a)
+        return self(*self.batch_inputs(batch))
 
 
 ModelBuilder = Callable[..., MultimodalModel]

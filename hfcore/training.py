@@ -4,6 +4,11 @@
 improved for ``patience`` epochs), keeps the weights of the epoch with the best validation
 accuracy, and writes a checkpoint after every epoch so that an interrupted run resumes
 where it stopped and ends with the same weights as an uninterrupted one.
+
+Under ``torchrun`` (an initialised ``torch.distributed`` process group), ``train`` runs data
+parallel: every process draws the same shuffled batches, takes its share of each batch, and
+DistributedDataParallel averages the gradients, so one step uses the whole batch as a single
+process would. Rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Mapping
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -145,6 +151,26 @@ def _atomic_torch_save(obj, path: Path) -> None:
         torch.save(obj, temporary)
 
 
+def distributed_rank_and_size() -> tuple[int, int]:
+    """Return this process's rank and the world size (0 and 1 outside torch.distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _broadcast_buffers(model: nn.Module) -> None:
+    # BatchNorm running statistics are updated from each process's own share of the batch;
+    # taking rank 0's makes every process evaluate, and select, the same model.
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def _sum_over_processes(total_loss: float, seen: int) -> tuple[float, int]:
+    values = torch.tensor([total_loss, float(seen)], dtype=torch.float64)
+    dist.all_reduce(values)
+    return float(values[0]), int(values[1])
+
+
 def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in model.state_dict().items()}
 
@@ -174,6 +200,8 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model.to(memory_format=torch.channels_last)
+    rank, world_size = distributed_rank_and_size()
+    network = nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
     config_dict = dataclasses.asdict(config)
 
@@ -201,7 +229,10 @@ def train(
         model.train()
         total_loss, seen = 0.0, 0
         for step, (inputs, labels) in enumerate(train_data.batches(config.batch_size, generator=generator), 1):
-            loss = F.cross_entropy(model.forward_batch(inputs), labels)
+            if world_size > 1:  # this process's share of the global batch
+                inputs = {name: tensor[rank::world_size] for name, tensor in inputs.items()}
+                labels = labels[rank::world_size]
+            loss = F.cross_entropy(network(*model.batch_inputs(inputs)), labels)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss is {loss.item()} at epoch {epoch}, step {step}; lower the learning rate "
@@ -213,6 +244,9 @@ def train(
             total_loss += loss.item() * len(labels)
             seen += len(labels)
 
+        if world_size > 1:
+            _broadcast_buffers(model)
+            total_loss, seen = _sum_over_processes(total_loss, seen)
         val = evaluate(model, val_data, config.eval_batch_size)
         improved = val["accuracy"] > best_val
         if improved:
@@ -229,7 +263,7 @@ def train(
         )
         epochs.set_postfix(val_acc=f"{val['accuracy']:.3f}", best=f"{best_val:.3f}")
         logger.info("epoch %d: train loss %.4f, val accuracy %.4f", epoch, total_loss / seen, val["accuracy"])
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and rank == 0:
             _atomic_torch_save(
                 {
                     "run_key": run_key,
