@@ -21,8 +21,9 @@ NOTEBOOK_CELLS = [
 ]
 
 
-def write_notebook(path: Path, extra_source: str = "") -> None:
-    cells = [new_code_cell(NOTEBOOK_CELLS[0]), new_code_cell(NOTEBOOK_CELLS[1] + extra_source)]
+def write_notebook(path: Path, extra_source: str = "", first_source: str = "") -> None:
+    """Write the test notebook; ``first_source`` runs before the results file is written."""
+    cells = [new_code_cell(NOTEBOOK_CELLS[0]), new_code_cell(first_source + NOTEBOOK_CELLS[1] + extra_source)]
     cells[0].metadata["tags"] = ["parameters"]
     notebook = new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -118,3 +119,38 @@ def test_example_specs_load_and_expand():
         points = expand(spec)
         assert points, path
         assert len({p.run_name for p in points}) == len(points)
+
+
+def test_killed_grid_resumes_without_redoing_finished_points(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # Point x=2 sleeps while SQUARE_SLEEP is set, so the job can be killed during it.
+    sleep = "import os, time\nif x == 2:\n    time.sleep(float(os.environ.get('SQUARE_SLEEP', 0)))\n"
+    write_notebook(tmp_path / "square.ipynb", first_source=sleep)
+    spec_file = tmp_path / "square.yaml"
+    spec_file.write_text(f"name: squares\nnotebook: {tmp_path / 'square.ipynb'}\nresults: {tmp_path / 'out'}\n"
+                         "grid:\n  x: [1, 2]\n")
+    first, second = expand(load_spec(spec_file))
+    command = [sys.executable, "-m", "hfcore", "run", str(spec_file)]
+
+    job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "SQUARE_SLEEP": "300"})
+    deadline = time.monotonic() + 120
+    while not first.result_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # the second point is now sleeping inside its kernel
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert first.result_file.exists()
+    assert not second.result_file.exists()
+    finished_at = first.result_file.stat().st_mtime
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "1 run, 1 skipped, 0 failed" in resumed.stdout
+    assert first.result_file.stat().st_mtime == finished_at
+    assert json.loads(second.result_file.read_text()) == {"x": 2, "square": 4}
