@@ -27,6 +27,7 @@ dask-jobqueue started on a SLURM cluster).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import itertools
 import json
@@ -121,15 +122,28 @@ def load_spec(path: str | Path, *, root: Path = REPO_ROOT) -> Spec:
     )
 
 
-def code_version_hash(notebook: Path, package_dir: Path = REPO_ROOT / "hfcore") -> str:
-    """Return a hash of every ``.py`` file of ``package_dir`` and of ``notebook``'s cell sources.
+def _code_without_docstrings(source: str) -> str:
+    """Return a dump of the syntax tree of ``source`` without docstrings (comments never enter it)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
-    Only cell sources count, so re-executing a notebook (which changes its outputs) keeps the hash.
+
+def code_version_hash(notebook: Path, package_dir: Path = REPO_ROOT / "hfcore") -> str:
+    """Return a hash of the code of every ``.py`` file of ``package_dir`` and of ``notebook``'s cells.
+
+    Python files are hashed by their syntax tree without docstrings, so editing a comment, a
+    docstring or the layout keeps the hash, while any change to what the code does changes it.
+    Only cell sources of the notebook count, so re-executing it (new outputs) keeps the hash.
     """
     digest = hashlib.sha256()
     for path in sorted(package_dir.rglob("*.py")):
         digest.update(path.relative_to(package_dir).as_posix().encode())
-        digest.update(path.read_bytes())
+        digest.update(_code_without_docstrings(path.read_text()).encode())
     cells = json.loads(notebook.read_text())["cells"]
     digest.update(json.dumps([cell["source"] for cell in cells]).encode())
     return digest.hexdigest()[:12]

@@ -154,3 +154,17 @@ def test_killed_grid_resumes_without_redoing_finished_points(tmp_path):
     assert "1 run, 1 skipped, 0 failed" in resumed.stdout
     assert first.result_file.stat().st_mtime == finished_at
     assert json.loads(second.result_file.read_text()) == {"x": 2, "square": 4}
+
+
+def test_code_hash_ignores_comments_and_docstrings(tmp_path):
+    from hfcore.grid import code_version_hash
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    write_notebook(tmp_path / "square.ipynb")
+    (package / "a.py").write_text('"""Module."""\n\ndef f(x):\n    """Square."""\n    return x * x\n')
+    before = code_version_hash(tmp_path / "square.ipynb", package)
+    (package / "a.py").write_text('"""Other words."""\n# a comment\n\n\ndef f(x):\n    return x * x  # same\n')
+    assert code_version_hash(tmp_path / "square.ipynb", package) == before
+    (package / "a.py").write_text('def f(x):\n    return x * x + 1\n')
+    assert code_version_hash(tmp_path / "square.ipynb", package) != before
