@@ -122,7 +122,7 @@ def run_avmnist(
     The results file is ``results_dir/run_name.json``; ``results_dir`` defaults to
     ``results/avmnist/interactive`` in the repository, and a relative one is taken from the
     working directory. It is never replaced unless ``overwrite`` is True. ``dataset`` skips
-    loading when the caller already holds the data built with the same settings.
+    loading when the caller already has the data built with the same settings.
     """
     started = time.perf_counter()
     params = {k: v for k, v in locals().items() if k not in ("started", "dataset")}

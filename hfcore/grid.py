@@ -16,7 +16,7 @@ Every point gets a key: a hash of its parameters and of the code version (the so
 ``<results>/runs`` and ``run_name`` set to ``<label>-<key>``, and its executed copy is kept as
 ``<results>/notebooks/<run_name>.ipynb``. A point whose results file exists is skipped, so an
 interrupted grid resumes where it stopped. When the code changes, the keys change and the
-points run again; results of earlier code versions for the same parameters are moved to
+points run again. Results of earlier code versions for the same parameters are then moved to
 ``<results>/runs/superseded/`` rather than overwritten. A failed point is reported with its
 notebook and does not stop the others.
 
@@ -215,7 +215,7 @@ def execute_point(notebook: str, output: str, parameters: dict[str, Any], thread
 
 @dataclass
 class GridReport:
-    """What ``run_grid`` did: points run, skipped and failed (run name and error)."""
+    """Outcome of ``run_grid``: the points run, skipped and failed (run name and error)."""
 
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)

@@ -1,9 +1,9 @@
 """Seeded, resumable training with model selection on the validation split.
 
-``train`` runs a fixed number of epochs (or stops early when the validation accuracy has not
-improved for ``patience`` epochs), keeps the weights of the epoch with the best validation
-accuracy, and writes a checkpoint after every epoch so that an interrupted run resumes
-where it stopped and ends with the same weights as an uninterrupted one.
+``train`` runs a fixed number of epochs, or stops early when the validation accuracy has not
+improved for ``patience`` epochs. It keeps the weights of the epoch with the best validation
+accuracy. It writes a checkpoint after every epoch, so an interrupted run resumes where it
+stopped and ends with the same weights as an uninterrupted one.
 
 Under ``torchrun`` (an initialised ``torch.distributed`` process group), ``train`` runs data
 parallel: every process draws the same shuffled batches, takes its share of each batch, and
@@ -137,7 +137,7 @@ def evaluate(model: nn.Module, data: TensorData, batch_size: int = 500) -> dict:
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns: the per-epoch history and the selected epoch."""
+    """Outcome of ``train``: the per-epoch history and the selected epoch."""
 
     history: list[dict]
     best_epoch: int
