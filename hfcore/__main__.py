@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_command(args)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
-        # Bad input (missing data, an existing result, an invalid value): the message says what to do.
+        # Bad input (missing data, an existing result, an invalid value). The message names the fix.
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -35,9 +35,9 @@ class HyperFuseBlock(nn.Module):
     position (an utterance or a token) with its own generated matrix.
 
     Initialisation. The generator ``H`` follows the hyperfan-in rule of Chang et al.,
-    "Principled weight initialization for hypernetworks" (ICLR 2020): its weights are drawn
-    with variance ``1 / (h * h)`` and its bias is zero, so that with unit-variance generator
-    inputs each generated entry has variance ``1 / h``, the fan-in variance of an ``h x h``
+    "Principled weight initialization for hypernetworks" (ICLR 2020). Its weights are drawn
+    with variance ``1 / (h * h)`` and its bias is zero. With unit-variance generator inputs,
+    each generated entry then has variance ``1 / h``, the fan-in variance of an ``h x h``
     layer. ``W^T x`` then keeps the unit variance of the LayerNorm output ``x`` at any ``h``.
     PyTorch's default ``nn.Linear`` initialisation would instead give generated weights of
     variance about ``E[a^2] / 3``, which grows with the auxiliary input's scale; the LayerNorm
@@ -100,9 +100,9 @@ class HyperFuse(nn.Module):
 
     The auxiliary feature passes to every block; with ``aux_mlp=True`` a Linear + ReLU layer
     of width ``aux_dim`` transforms it between consecutive blocks. The final skip connection
-    adds the primary input to the output of the last block, ``z_out = z_p^N + z_p^0``: the
-    paper names a skip connection between the fused and the original primary embedding
-    before the head without giving its form, and addition keeps the primary width.
+    adds the primary input to the output of the last block, ``z_out = z_p^N + z_p^0``. The
+    HyperFuse paper places a skip connection between the fused and the original primary
+    embedding before the head without giving its form. Addition keeps the primary width.
 
     Shapes: ``(batch, primary_dim), (batch, aux_dim) -> (batch, primary_dim)``.
     """

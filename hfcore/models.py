@@ -7,7 +7,7 @@ build models by name through ``build_model``; new systems register a builder wit
 ``register_model`` and take the same keyword arguments.
 
 A fusion module is any ``nn.Module`` with an ``out_dim`` attribute and
-``forward(z_p, z_a) -> (batch, out_dim)``; it sees the primary feature flattened to
+``forward(z_p, z_a) -> (batch, out_dim)``. It receives the primary feature flattened to
 ``(batch, primary_dim)`` and the auxiliary embedding as ``(batch, aux_dim)``.
 """
 
@@ -271,8 +271,8 @@ def build_hyperfuse(
     """HyperFuse: the auxiliary embedding generates the weights applied to the primary feature.
 
     ``fusion_position`` k places the blocks after primary-encoder layer k (1-based) on the
-    flattened feature map; None places them after the whole encoder. The head sees the fused
-    primary feature only, as in the paper's architecture figure.
+    flattened feature map; None places them after the whole encoder. The head receives the
+    fused primary feature only, as in the HyperFuse paper's architecture figure (Figure 3).
     """
     auxiliary = _check_primary(primary)
     encoders = _avmnist_encoders(base_channels, layer_order)

@@ -34,7 +34,7 @@ class ResultExistsError(FileExistsError):
 def code_version(repo: Path = REPO_ROOT) -> dict[str, Any]:
     """Return the git commit of ``repo`` and whether tracked files have uncommitted changes.
 
-    Outside a git checkout the commit is None and the package version stands in.
+    Outside a git checkout the commit is None and the package version is recorded instead.
     """
     try:
         commit = subprocess.run(

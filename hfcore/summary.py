@@ -49,7 +49,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Return test accuracy mean and sample standard deviation over seeds per model.
 
     Runs of the same model with different parameters (another ``run_identity``) get their own
-    rows. The paper's number is added where it reports one.
+    rows. The number that the HyperFuse paper reports (``PAPER_AVMNIST``) is added where one exists.
     """
     grouped = frame.groupby(["model", "run_identity"])
     table = grouped.agg(
@@ -81,7 +81,7 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 def plot_accuracy(frame: pd.DataFrame, *, title: str = "AV-MNIST test accuracy"):
-    """Plot each run's test accuracy, the mean over seeds, and the paper's number per model."""
+    """Plot each run's test accuracy, the mean over seeds, and ``PAPER_AVMNIST`` per model."""
     import matplotlib.pyplot as plt
 
     models = [m for m in MODEL_ORDER if m in set(frame["model"])] + sorted(set(frame["model"]) - set(MODEL_ORDER))

@@ -70,7 +70,7 @@ def test_read_wav_rejects_garbage(tmp_path):
         read_wav(tmp_path / "g.wav")
 
 
-def test_fit_window_centres_short_clip_and_crops_long_clip():
+def test_fit_window_centres_and_crops():
     short = fit_window(np.ones(4), 10)
     np.testing.assert_array_equal(short, [0, 0, 0, 1, 1, 1, 1, 0, 0, 0])
     long = fit_window(np.arange(14), 10)

@@ -76,7 +76,7 @@ def execute(base: str, kernel_id: str, code: str, timeout: float = 120.0) -> lis
     return messages
 
 
-def test_server_lists_notebooks_and_runs_one_in_a_kernel(jupyter_server):
+def test_jupyter_server_lists_and_executes(jupyter_server):
     headers = {"Authorization": f"token {TOKEN}"}
     listing = requests.get(f"{jupyter_server}/api/contents/notebooks", headers=headers, timeout=10).json()
     names = {item["name"] for item in listing["content"]}

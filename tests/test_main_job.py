@@ -18,7 +18,7 @@ def test_paper_profile_has_five_seeds():
     assert {p.parameters["seed"] for p in points} == {0, 1, 2, 3, 4}
 
 
-def test_run_identity_ignores_seed_and_paths_but_not_settings():
+def test_run_identity_ignores_seed_and_paths():
     base = {"model": "lf", "seed": 0, "epochs": 12, "results_dir": "a"}
     assert run_identity(base) == run_identity({**base, "seed": 3, "results_dir": "b"})
     assert run_identity(base) != run_identity({**base, "epochs": 13})

@@ -20,7 +20,7 @@ def test_overwrite_replaces_file(tmp_path):
     assert json.loads(path.read_text()) == {"a": 2}
 
 
-def test_failed_write_keeps_earlier_result_and_leaves_no_temporary(tmp_path):
+def test_failed_write_keeps_earlier_result(tmp_path):
     path = write_json_atomic(tmp_path / "r.json", {"a": 1})
     with pytest.raises(TypeError):
         write_json_atomic(path, {"a": object()}, overwrite=True)

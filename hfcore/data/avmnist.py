@@ -16,11 +16,15 @@ appendix B.1), with its bugs fixed:
   last ``mnist_val_size`` = 5,000 training images / test), as in the paper. With only the 10,000 test images,
   a stratified 70% / 10% / 20% split of them (7,000 / 1,000 / 2,000).
 
-Noise kinds: ``"babble"`` (the sum of ``babble_clips`` recordings of the same split, drawn
-at random independently of the label, each at a random offset in the window), ``"white"``
-(Gaussian), ``"esc50"`` (ESC-50 environmental clips resampled to 8 kHz; folds 1-3 for
-training, 4 for validation, 5 for testing) and ``"none"``. The paper mixes ESC-50 noise;
-ESC-50 is not available offline, so babble is the default.
+Noise kinds:
+
+* ``"babble"``: the sum of ``babble_clips`` recordings of the same split, drawn at random
+  independently of the label, each at a random offset in the window (the default).
+* ``"white"``: Gaussian noise.
+* ``"esc50"``: ESC-50 environmental clips resampled to 8 kHz. Folds 1-3 give training noise,
+  fold 4 validation noise and fold 5 test noise. The HyperFuse paper mixes ESC-50 noise, but
+  ESC-50 must be downloaded by the user.
+* ``"none"``.
 
 Built datasets are cached on disk, keyed by their build parameters and the source files'
 names and sizes.

@@ -21,7 +21,7 @@ FETCH_HINT = (
 
 
 class DataNotFoundError(FileNotFoundError):
-    """Raised when no folder holds the data a loader needs."""
+    """Raised when no folder contains the data a loader needs."""
 
 
 def candidate_data_dirs(data_dir: str | Path | None = None) -> list[Path]:
