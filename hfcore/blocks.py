@@ -9,6 +9,14 @@ Source: "HyperFuse: Multimodal Fusion via Hypernetworks", section 4.3. One block
 
 where g: primary_dim -> h and g': h -> primary_dim are linear projections, f projects the
 auxiliary feature to h, and H is a linear generator with h*h outputs.
+
+The full generator costs about 2 h^3 multiply-adds per sample (h inputs, h^2 outputs), against
+2 h^2 for the h x h layer it parameterises. The factorized generator (``generator=
+"factorized"``) instead emits r gains s = H(a) and builds W = U diag(s) V from learned
+U (h x r) and V (r x h). Its generator emits r numbers instead of h^2, so for a fixed rank its
+cost grows linearly in h, and the block never forms W: W^T x = V^T (s * U^T x). The price is
+expressiveness. The full generator's W(a) ranges over an affine space spanned by h arbitrary
+h x h matrices, while the factorized one spans r fixed rank-1 matrices u_k v_k^T.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+GENERATORS = ("full", "factorized")
+
 
 class HyperFuseBlock(nn.Module):
     """Fuse an auxiliary feature into a primary feature through generated weights.
@@ -28,6 +38,9 @@ class HyperFuseBlock(nn.Module):
         aux_dim: width of the auxiliary feature ``z_a``.
         hidden_dim: bottleneck width ``h``; the generated matrix is ``h x h``.
         aux_norm: apply LayerNorm to the projected auxiliary feature before the generator.
+        generator: ``"full"`` (the paper's: H outputs all ``h * h`` weights) or
+            ``"factorized"`` (``W = U diag(H(a)) V``, see the module docstring).
+        rank: number of rank-1 terms ``r`` of the factorized generator; None means ``h``.
 
     Shapes: ``forward(z_p, z_a)`` takes ``(batch, primary_dim)`` and ``(batch, aux_dim)`` and
     returns ``(batch, primary_dim)``. Leading dimensions may be more than one, as long as both
@@ -45,34 +58,75 @@ class HyperFuseBlock(nn.Module):
     whatever the auxiliary encoder outputs. The paper does not state an initialisation.
     """
 
-    def __init__(self, primary_dim: int, aux_dim: int, hidden_dim: int, *, aux_norm: bool = True):
+    def __init__(
+        self,
+        primary_dim: int,
+        aux_dim: int,
+        hidden_dim: int,
+        *,
+        aux_norm: bool = True,
+        generator: str = "full",
+        rank: int | None = None,
+    ):
         super().__init__()
         for name, value in (("primary_dim", primary_dim), ("aux_dim", aux_dim), ("hidden_dim", hidden_dim)):
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"HyperFuseBlock: {name} must be a positive integer, got {value!r}")
+        if generator not in GENERATORS:
+            raise ValueError(f"HyperFuseBlock: unknown generator {generator!r}; use one of {GENERATORS}")
+        if generator == "full" and rank is not None:
+            raise ValueError("HyperFuseBlock: rank applies to generator='factorized' only; leave it None")
+        rank = hidden_dim if rank is None else rank
+        if not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0:
+            raise ValueError(f"HyperFuseBlock: rank must be a positive integer, got {rank!r}")
         self.primary_dim = primary_dim
         self.aux_dim = aux_dim
         self.hidden_dim = hidden_dim
+        self.generator_kind = generator
+        self.rank = rank if generator == "factorized" else None
 
         self.primary_in = nn.Linear(primary_dim, hidden_dim)  # g
         self.primary_in_norm = nn.LayerNorm(hidden_dim)
         self.aux_in = nn.Linear(aux_dim, hidden_dim)  # f
         self.aux_in_norm = nn.LayerNorm(hidden_dim) if aux_norm else nn.Identity()
-        self.generator = nn.Linear(hidden_dim, hidden_dim * hidden_dim)  # H
+        if generator == "full":
+            self.generator = nn.Linear(hidden_dim, hidden_dim * hidden_dim)  # H
+        else:
+            self.generator = nn.Linear(hidden_dim, rank)  # H: one gain per rank-1 term
+            self.basis_in = nn.Parameter(torch.empty(hidden_dim, rank))  # U
+            self.basis_out = nn.Parameter(torch.empty(rank, hidden_dim))  # V
         self.primary_out = nn.Linear(hidden_dim, primary_dim)  # g'
         self.primary_out_norm = nn.LayerNorm(primary_dim)
         self.reset_generator()
 
     def reset_generator(self) -> None:
-        """Initialise ``H`` with hyperfan-in variance ``1 / (h * h)`` and a zero bias."""
-        std = 1.0 / self.hidden_dim
-        nn.init.normal_(self.generator.weight, mean=0.0, std=std)
+        """Initialise the generator so that generated weights have variance ``1 / h``.
+
+        Full generator: hyperfan-in, weights of variance ``1 / (h * h)`` and a zero bias.
+        Factorized generator: ``H`` has weights of variance ``1 / h`` (unit-variance gains),
+        ``U`` entries of variance ``1 / h`` and ``V`` entries of variance ``1 / r``, so each
+        entry of ``U diag(s) V``, a sum of ``r`` products, has variance ``r / (h r) = 1 / h``.
+        """
+        h = self.hidden_dim
+        if self.generator_kind == "full":
+            nn.init.normal_(self.generator.weight, mean=0.0, std=1.0 / h)
+        else:
+            nn.init.normal_(self.generator.weight, mean=0.0, std=h**-0.5)
+            nn.init.normal_(self.basis_in, mean=0.0, std=h**-0.5)
+            nn.init.normal_(self.basis_out, mean=0.0, std=self.rank**-0.5)
         nn.init.zeros_(self.generator.bias)
 
     def generate_weights(self, z_a: torch.Tensor) -> torch.Tensor:
-        """Generate the per-sample matrix ``W`` of shape ``(batch, h, h)`` from ``z_a``."""
+        """Generate the per-sample matrix ``W`` of shape ``(batch, h, h)`` from ``z_a``.
+
+        The factorized generator never forms ``W`` in ``forward``; this method builds it, for
+        analysis and tests.
+        """
         a = self.aux_in_norm(self.aux_in(z_a))
-        return self.generator(a).view(-1, self.hidden_dim, self.hidden_dim)
+        if self.generator_kind == "full":
+            return self.generator(a).view(-1, self.hidden_dim, self.hidden_dim)
+        gains = self.generator(a)  # (batch, r)
+        return torch.einsum("ir,br,rj->bij", self.basis_in, gains, self.basis_out)
 
     def forward(self, z_p: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
         assert z_p.dim() >= 2 and z_p.shape[-1] == self.primary_dim, (
@@ -88,10 +142,16 @@ class HyperFuseBlock(nn.Module):
             fused = self.forward(z_p.reshape(-1, self.primary_dim), z_a.reshape(-1, self.aux_dim))
             return fused.view(z_p.shape)
 
-        weights = self.generate_weights(z_a)  # (batch, h_in, h_out)
         x = self.primary_in_norm(self.primary_in(z_p))  # (batch, h_in)
-        # W^T x for every sample at once: (batch, 1, h_in) @ (batch, h_in, h_out).
-        z_hat = F.elu(torch.bmm(x.unsqueeze(1), weights).squeeze(1))
+        if self.generator_kind == "full":
+            weights = self.generate_weights(z_a)  # (batch, h_in, h_out)
+            # W^T x for every sample at once: (batch, 1, h_in) @ (batch, h_in, h_out).
+            z_hat = torch.bmm(x.unsqueeze(1), weights).squeeze(1)
+        else:
+            # W^T x = V^T (s * (U^T x)): three products of width r, and no h x h matrix.
+            gains = self.generator(self.aux_in_norm(self.aux_in(z_a)))
+            z_hat = ((x @ self.basis_in) * gains) @ self.basis_out
+        z_hat = F.elu(z_hat)
         return F.elu(self.primary_out_norm(self.primary_out(z_hat))) + z_p
 
 
@@ -99,7 +159,8 @@ class HyperFuse(nn.Module):
     """Stack of ``num_blocks`` HyperFuse blocks with a final skip connection.
 
     The auxiliary feature passes to every block; with ``aux_mlp=True`` a Linear + ReLU layer
-    of width ``aux_dim`` transforms it between consecutive blocks. The final skip connection
+    of width ``aux_dim`` transforms it between consecutive blocks. ``generator`` and ``rank``
+    are passed to every block. The final skip connection
     adds the primary input to the output of the last block, ``z_out = z_p^N + z_p^0``. The
     HyperFuse paper places a skip connection between the fused and the original primary
     embedding before the head without giving its form. Addition keeps the primary width.
@@ -117,6 +178,8 @@ class HyperFuse(nn.Module):
         aux_mlp: bool = False,
         final_skip: bool = True,
         aux_norm: bool = True,
+        generator: str = "full",
+        rank: int | None = None,
     ):
         super().__init__()
         if not isinstance(num_blocks, int) or num_blocks <= 0:
@@ -126,7 +189,8 @@ class HyperFuse(nn.Module):
         self.out_dim = primary_dim
         self.final_skip = final_skip
         self.blocks = nn.ModuleList(
-            HyperFuseBlock(primary_dim, aux_dim, hidden_dim, aux_norm=aux_norm) for _ in range(num_blocks)
+            HyperFuseBlock(primary_dim, aux_dim, hidden_dim, aux_norm=aux_norm, generator=generator, rank=rank)
+            for _ in range(num_blocks)
         )
         # One auxiliary transform between each pair of consecutive blocks.
         self.aux_layers = nn.ModuleList(

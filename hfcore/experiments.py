@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from .blocks import GENERATORS
 from .data.avmnist import AVMNIST, AVMNISTConfig, Split, load_avmnist
 from .data.multibench import load_multibench_avmnist
 from .data.paths import REPO_ROOT
 from .models import build_model, count_parameters, model_names, model_option_names
 from .results import ResultExistsError, provenance, write_json_atomic
-from .training import TensorData, TrainConfig, distributed_rank_and_size, evaluate, train
+from .training import PRECISIONS, TensorData, TrainConfig, distributed_rank_and_size, evaluate, train
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,15 @@ def validate_params(params: dict[str, Any]) -> None:
         raise ValueError(f"seed must be an integer, got {params['seed']!r}")
     if not isinstance(params["train_fraction"], (int, float)) or not 0 < params["train_fraction"] <= 1:
         raise ValueError(f"train_fraction must be a number in (0, 1], got {params['train_fraction']!r}")
+    if params["generator"] not in GENERATORS:
+        raise ValueError(f"generator must be one of {GENERATORS}, got {params['generator']!r}")
+    rank = params["rank"]
+    if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0):
+        raise ValueError(f"rank must be a positive integer or None, got {rank!r}")
+    if rank is not None and params["generator"] != "factorized":
+        raise ValueError(f"rank={rank} needs generator='factorized'; set both or leave rank None")
+    if params["precision"] not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {params['precision']!r}")
     if params["primary"] not in ("image", "audio"):
         raise ValueError(f"primary must be 'image' or 'audio' for AV-MNIST, got {params['primary']!r}")
 
@@ -103,6 +113,9 @@ def run_avmnist(
     fusion_position: int | None = None,
     primary: str = "image",
     aux_mlp: bool = False,
+    generator: str = "full",
+    rank: int | None = None,
+    precision: str = "float32",
     train_fraction: float = 1.0,
     pca_energy: float = AVMNISTConfig.pca_energy,
     noise: str = AVMNISTConfig.noise,
@@ -127,7 +140,7 @@ def run_avmnist(
     started = time.perf_counter()
     params = {k: v for k, v in locals().items() if k not in ("started", "dataset")}
     validate_params(params)
-    rank, world_size = init_distributed_from_environment()
+    process_rank, world_size = init_distributed_from_environment()
     run_name = run_name or default_run_name(params)
     results_dir = results_dir or REPO_ROOT / "results" / "avmnist" / "interactive"
     result_file = Path(results_dir) / f"{run_name}.json"
@@ -154,6 +167,8 @@ def run_avmnist(
     # Options that a model's builder does not take (hidden_dim for LF, say) are left out.
     options = {"primary": primary, "hidden_dim": hidden_dim, "num_blocks": num_blocks,
                "fusion_position": fusion_position, "aux_mlp": aux_mlp}
+    if model == "hyperfuse":
+        options.update(generator=generator, rank=rank)
     torch.manual_seed(seed)  # the same seed gives the same initial weights
     model_options = {k: v for k, v in options.items() if k in model_option_names(model)}
     network = build_model(model, **model_options)
@@ -161,7 +176,7 @@ def run_avmnist(
     train_split = subsample_training(dataset["train"], train_fraction, seed)
     modalities = network.modalities
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         patience=patience, seed=seed)
+                         patience=patience, seed=seed, precision=precision)
     outcome = train(
         network,
         split_tensors(train_split, modalities),
@@ -171,8 +186,8 @@ def run_avmnist(
         run_key=json.dumps({k: v for k, v in params.items() if k not in ("overwrite", "progress")}, default=str),
         progress=progress,
     )
-    test = evaluate(network, split_tensors(dataset["test"], modalities))
-    val = evaluate(network, split_tensors(dataset["val"], modalities))
+    test = evaluate(network, split_tensors(dataset["test"], modalities), precision=precision)
+    val = evaluate(network, split_tensors(dataset["val"], modalities), precision=precision)
 
     record = {
         "experiment": "avmnist",
@@ -206,7 +221,7 @@ def run_avmnist(
         checksums = [None] * world_size
         torch.distributed.all_gather_object(checksums, checksum)
         record["rank_weight_checksums"] = checksums
-    if rank != 0:
+    if process_rank != 0:
         return record
     write_json_atomic(result_file, record, overwrite=overwrite)
     torch.save(network.state_dict(), checkpoint_root / f"{run_name}.best.pt")

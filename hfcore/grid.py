@@ -133,8 +133,15 @@ def _code_without_docstrings(source: str) -> str:
     return ast.dump(tree)
 
 
+# Modules that only read results or time code; no training point runs them, so editing them
+# must not mark saved results as stale.
+NOT_RUN_BY_POINTS = ("benchmark.py", "summary.py")
+
+
 def code_version_hash(notebook: Path, package_dir: Path = REPO_ROOT / "hfcore") -> str:
-    """Return a hash of the code of every ``.py`` file of ``package_dir`` and of ``notebook``'s cells.
+    """Return a hash of the code of the ``.py`` files of ``package_dir`` and of ``notebook``'s cells.
+
+    Every file counts except the top-level modules in ``NOT_RUN_BY_POINTS``.
 
     Python files are hashed by their syntax tree without docstrings, so editing a comment, a
     docstring or the layout keeps the hash, while any change to what the code does changes it.
@@ -142,6 +149,8 @@ def code_version_hash(notebook: Path, package_dir: Path = REPO_ROOT / "hfcore") 
     """
     digest = hashlib.sha256()
     for path in sorted(package_dir.rglob("*.py")):
+        if path.parent == package_dir and path.name in NOT_RUN_BY_POINTS:
+            continue
         digest.update(path.relative_to(package_dir).as_posix().encode())
         digest.update(_code_without_docstrings(path.read_text()).encode())
     cells = json.loads(notebook.read_text())["cells"]

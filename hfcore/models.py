@@ -263,6 +263,8 @@ def build_hyperfuse(
     fusion_position: int | None = None,
     aux_mlp: bool = False,
     final_skip: bool = True,
+    generator: str = "full",
+    rank: int | None = None,
     base_channels: int = 6,
     head_hidden: int = 100,
     layer_order: str = "conv-pool-bn-relu",
@@ -273,6 +275,8 @@ def build_hyperfuse(
     ``fusion_position`` k places the blocks after primary-encoder layer k (1-based) on the
     flattened feature map; None places them after the whole encoder. The head receives the
     fused primary feature only, as in the HyperFuse paper's architecture figure (Figure 3).
+    ``generator="factorized"`` (with ``rank``) swaps the paper's generator for the
+    factorized one of ``hfcore.blocks``.
     """
     auxiliary = _check_primary(primary)
     encoders = _avmnist_encoders(base_channels, layer_order)
@@ -291,6 +295,8 @@ def build_hyperfuse(
         num_blocks=num_blocks,
         aux_mlp=aux_mlp,
         final_skip=final_skip,
+        generator=generator,
+        rank=rank,
     )
     return MultimodalModel(
         primary_encoder=primary_encoder,

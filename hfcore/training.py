@@ -32,6 +32,7 @@ from .atomic import atomic_path
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,11 @@ class TrainConfig:
     """Optimisation settings of one run.
 
     ``patience`` is the number of epochs without a better validation accuracy after which
-    training stops (None trains all ``epochs``).
+    training stops (None trains all ``epochs``). ``precision="bfloat16"`` runs the forward
+    passes, in training and evaluation, under ``torch.autocast`` with bfloat16: convolutions
+    and matrix products run in bfloat16, while weights, BatchNorm statistics, the loss and
+    the optimiser stay in float32. It pays off on CPUs with native bfloat16 (AVX512-BF16 or
+    AMX) and on recent GPUs, and is slower elsewhere.
     """
 
     epochs: int = 15
@@ -50,6 +55,7 @@ class TrainConfig:
     patience: int | None = None
     seed: int = 0
     eval_batch_size: int = 500
+    precision: str = "float32"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -60,6 +66,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; use one of {sorted(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; use one of {PRECISIONS}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience <= 0):
             raise ValueError(f"TrainConfig.patience must be a positive integer or None, got {self.patience!r}")
 
@@ -103,11 +111,22 @@ class TensorData:
             yield inputs, self.labels[index]
 
 
+def autocast(model: nn.Module, precision: str = "float32"):
+    """Return the autocast context for ``precision`` on the device of ``model``'s parameters."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
+    device_type = next(model.parameters()).device.type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 @torch.no_grad()
-def predict_logits(model: nn.Module, data: TensorData, batch_size: int = 500) -> torch.Tensor:
-    """Return the model's logits for every sample of ``data``, in order."""
+def predict_logits(
+    model: nn.Module, data: TensorData, batch_size: int = 500, precision: str = "float32"
+) -> torch.Tensor:
+    """Return the model's float32 logits for every sample of ``data``, in order."""
     model.eval()
-    return torch.cat([model.forward_batch(inputs) for inputs, _ in data.batches(batch_size)])
+    with autocast(model, precision):
+        return torch.cat([model.forward_batch(inputs).float() for inputs, _ in data.batches(batch_size)])
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> dict:
@@ -130,9 +149,9 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
     }
 
 
-def evaluate(model: nn.Module, data: TensorData, batch_size: int = 500) -> dict:
+def evaluate(model: nn.Module, data: TensorData, batch_size: int = 500, precision: str = "float32") -> dict:
     """Return ``classification_metrics`` of the model on ``data``."""
-    return classification_metrics(predict_logits(model, data, batch_size), data.labels)
+    return classification_metrics(predict_logits(model, data, batch_size, precision), data.labels)
 
 
 @dataclass
@@ -232,7 +251,9 @@ def train(
             if world_size > 1:  # this process's share of the global batch
                 inputs = {name: tensor[rank::world_size] for name, tensor in inputs.items()}
                 labels = labels[rank::world_size]
-            loss = F.cross_entropy(network(*model.batch_inputs(inputs)), labels)
+            with autocast(model, config.precision):
+                logits = network(*model.batch_inputs(inputs))
+            loss = F.cross_entropy(logits.float(), labels)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss is {loss.item()} at epoch {epoch}, step {step}; lower the learning rate "
@@ -247,7 +268,7 @@ def train(
         if world_size > 1:
             _broadcast_buffers(model)
             total_loss, seen = _sum_over_processes(total_loss, seen)
-        val = evaluate(model, val_data, config.eval_batch_size)
+        val = evaluate(model, val_data, config.eval_batch_size, config.precision)
         improved = val["accuracy"] > best_val
         if improved:
             best_val, best_epoch, best_state = val["accuracy"], epoch, _state_copy(model)

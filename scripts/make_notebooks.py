@@ -14,6 +14,9 @@ KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3
 
 
 def notebook(cells):
+    # Fixed cell ids keep a rerun of this script from rewriting unchanged notebooks.
+    for index, cell in enumerate(cells):
+        cell.id = f"cell-{index}"
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = KERNELSPEC
     nb.metadata["language_info"] = {"name": "python"}
@@ -45,6 +48,9 @@ TRAIN = notebook([
         "fusion_position = None       # primary-encoder layers before the fusion (None: after the encoder)\n"
         "primary = \"image\"           # primary modality: image or audio\n"
         "aux_mlp = False              # Linear + ReLU on the auxiliary path between blocks\n"
+        "generator = \"full\"          # HyperFuse generator: full (the paper's) or factorized (W = U diag(s) V)\n"
+        "rank = None                  # rank r of the factorized generator (None: h)\n"
+        "precision = \"float32\"       # float32, or bfloat16 autocast (fast on CPUs with AMX or AVX512-BF16)\n"
         "train_fraction = 1.0         # stratified fraction of the training split to use\n"
         "noise = \"babble\"            # audio noise: babble, white, esc50 (needs esc50/ in the data folder) or none\n"
         "snr_db = None                # audio noise level in dB (None: the calibrated default)\n"
@@ -67,7 +73,8 @@ TRAIN = notebook([
         "record = run_avmnist(\n"
         "    model=model, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,\n"
         "    hidden_dim=hidden_dim, num_blocks=num_blocks, fusion_position=fusion_position, primary=primary,\n"
-        "    aux_mlp=aux_mlp, train_fraction=train_fraction, noise=noise,\n"
+        "    aux_mlp=aux_mlp, generator=generator, rank=rank, precision=precision,\n"
+        "    train_fraction=train_fraction, noise=noise,\n"
         "    snr_db=AVMNISTConfig.snr_db if snr_db is None else snr_db,\n"
         "    pca_energy=AVMNISTConfig.pca_energy if pca_energy is None else pca_energy,\n"
         "    data_dir=data_dir, multibench_dir=multibench_dir, cache_dir=cache_dir, results_dir=results_dir,\n"

@@ -132,3 +132,82 @@ def test_block_rejects_mismatched_leading_dimensions():
     block = HyperFuseBlock(12, 7, 4)
     with pytest.raises(AssertionError, match="leading dimensions"):
         block(torch.randn(2, 3, 12), torch.randn(2, 7))
+
+
+def test_factorized_block_forward_matches_its_generated_matrix():
+    # The fast path never forms W; it must equal the block computed with W = U diag(s) V.
+    torch.manual_seed(0)
+    block = HyperFuseBlock(12, 7, 6, generator="factorized", rank=3)
+    z_p, z_a = make_inputs()
+    weights = block.generate_weights(z_a)
+    out = block(z_p, z_a)
+    for i in range(len(z_p)):
+        x = block.primary_in_norm(block.primary_in(z_p[i]))
+        z_hat = torch.nn.functional.elu(weights[i].T @ x)
+        expected = torch.nn.functional.elu(block.primary_out_norm(block.primary_out(z_hat))) + z_p[i]
+        torch.testing.assert_close(out[i], expected)
+
+
+def test_factorized_weights_have_at_most_rank_r_and_vary_per_sample():
+    torch.manual_seed(0)
+    block = HyperFuseBlock(12, 7, 8, generator="factorized", rank=2)
+    weights = block.generate_weights(make_inputs()[1])
+    assert weights.shape == (5, 8, 8)
+    assert set(torch.linalg.matrix_rank(weights).tolist()) == {2}
+    assert not torch.allclose(weights[0], weights[1])
+
+
+@pytest.mark.parametrize("hidden_dim", [8, 32, 128])
+def test_factorized_weight_scale_matches_the_full_generator(hidden_dim):
+    torch.manual_seed(0)
+    block = HyperFuseBlock(16, 24, hidden_dim, generator="factorized")
+    std = generated_weight_std(block, 10.0 * torch.randn(512, 24))
+    assert std == pytest.approx(expected_generated_weight_std(hidden_dim), rel=0.15)
+
+
+def forward_flops(block, batch=4):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    z_p, z_a = torch.randn(batch, block.primary_dim), torch.randn(batch, block.aux_dim)
+    with FlopCounterMode(display=False) as counter:
+        block(z_p, z_a)
+    return counter.get_total_flops()
+
+
+def test_factorized_cost_grows_linearly_in_h_and_full_cost_cubically():
+    # With primary and auxiliary widths fixed, doubling h at a fixed rank doubles the
+    # factorized block's multiply-adds; the full generator's h^3 term makes it nearly 8x.
+    full = [forward_flops(HyperFuseBlock(16, 16, h)) for h in (64, 128)]
+    factorized = [forward_flops(HyperFuseBlock(16, 16, h, generator="factorized", rank=8)) for h in (64, 128)]
+    assert factorized[1] / factorized[0] == pytest.approx(2.0, rel=0.01)
+    assert full[1] / full[0] > 7.5
+    # Hand count for h=64, r=8, batch 4: g, f, U, V and g' are 16x64, 16x64, 64x8, 8x64 and
+    # 64x16 products, H is 64x8; each multiply-add counts 2 FLOPs.
+    assert factorized[0] == 2 * 4 * (16 * 64 + 16 * 64 + 64 * 8 + 8 * 64 + 64 * 16 + 64 * 8)
+
+
+def test_factorized_parameter_count():
+    block = HyperFuseBlock(16, 24, 32, generator="factorized", rank=4)
+    generator_params = block.generator.weight.numel() + block.generator.bias.numel()
+    assert generator_params == 32 * 4 + 4
+    assert block.basis_in.shape == (32, 4) and block.basis_out.shape == (4, 32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"generator": "lowrank"}, "unknown generator 'lowrank'"),
+        ({"rank": 4}, "rank applies to generator='factorized' only"),
+        ({"generator": "factorized", "rank": 0}, "rank must be a positive integer, got 0"),
+    ],
+)
+def test_invalid_generator_options_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HyperFuseBlock(12, 7, 4, **kwargs)
+
+
+def test_stack_passes_generator_to_every_block():
+    stack = HyperFuse(12, 7, 8, num_blocks=2, generator="factorized", rank=3)
+    assert [block.rank for block in stack.blocks] == [3, 3]
+    z_p, z_a = make_inputs()
+    assert stack(z_p, z_a).shape == z_p.shape

@@ -168,3 +168,19 @@ def test_code_hash_ignores_comments_and_docstrings(tmp_path):
     assert code_version_hash(tmp_path / "square.ipynb", package) == before
     (package / "a.py").write_text('def f(x):\n    return x * x + 1\n')
     assert code_version_hash(tmp_path / "square.ipynb", package) != before
+
+
+def test_code_hash_skips_modules_that_points_never_run(tmp_path):
+    from hfcore.grid import NOT_RUN_BY_POINTS, code_version_hash
+
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    write_notebook(tmp_path / "square.ipynb")
+    (package / "a.py").write_text("def f(x):\n    return x * x\n")
+    before = code_version_hash(tmp_path / "square.ipynb", package)
+    for name in NOT_RUN_BY_POINTS:
+        (package / name).write_text("def timing():\n    return 1\n")
+    assert code_version_hash(tmp_path / "square.ipynb", package) == before
+    # Only the top-level module is skipped: a file of that name in a subpackage counts.
+    (package / "sub" / NOT_RUN_BY_POINTS[0]).write_text("def timing():\n    return 1\n")
+    assert code_version_hash(tmp_path / "square.ipynb", package) != before

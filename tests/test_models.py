@@ -122,3 +122,22 @@ def test_multimodal_model_requires_auxiliary_input():
     model = build_model("lf")
     with pytest.raises(ValueError, match="auxiliary input"):
         model(batch()[0])
+
+
+@pytest.mark.parametrize("channels", [6, 48])
+def test_layer_output_is_the_same_in_both_memory_layouts(channels):
+    # Below NCHW_NORM_BELOW channels the layer runs BatchNorm on a contiguous copy of a
+    # channels-last input; the values and the gradients must not depend on the layout.
+    from hfcore.encoders import LeNetLayer
+
+    torch.manual_seed(0)
+    layer = LeNetLayer(3, channels, 3, "conv-pool-bn-relu")
+    x = torch.randn(4, 3, 16, 16)
+    x_last = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    x = x.requires_grad_()
+    out, out_last = layer(x), layer(x_last)
+    assert out_last.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out_last, out)
+    (grad,) = torch.autograd.grad(out.pow(2).sum(), x)
+    (grad_last,) = torch.autograd.grad(out_last.pow(2).sum(), x_last)
+    torch.testing.assert_close(grad_last, grad)

@@ -97,7 +97,9 @@ def test_early_stopping_ends_after_patience(fixture_dataset):
     assert len(outcome.history) == outcome.best_epoch + 1
 
 
-@pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", -1), ("lr", 0.0), ("optimizer", "lbfgs")])
+@pytest.mark.parametrize(
+    "field,value", [("epochs", 0), ("batch_size", -1), ("lr", 0.0), ("optimizer", "lbfgs"), ("precision", "fp8")]
+)
 def test_train_config_rejects_invalid_values(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
@@ -130,8 +132,45 @@ def test_run_writes_complete_results_file(fixture_data, fixture_dataset, tmp_pat
         ({"hidden_dim": "8"}, "hidden_dim"),
         ({"train_fraction": 1.5}, "train_fraction"),
         ({"primary": "text"}, "primary"),
+        ({"model": "hyperfuse", "generator": "lowrank"}, "generator must be one of"),
+        ({"model": "hyperfuse", "rank": 4}, "rank=4 needs generator='factorized'"),
+        ({"model": "hyperfuse", "generator": "factorized", "rank": -1}, "rank must be a positive integer"),
+        ({"precision": "half"}, "precision must be one of"),
     ],
 )
 def test_run_rejects_invalid_parameters_before_loading_data(params, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         run_avmnist(**{"model": "lf", **params}, data_dir=str(tmp_path / "no-data"), results_dir=str(tmp_path))
+
+
+def test_bfloat16_training_is_seeded_and_close_to_float32(fixture_dataset):
+    def run(precision):
+        torch.manual_seed(0)
+        network = build_model("lf")
+        config = TrainConfig(epochs=1, batch_size=32, seed=0, precision=precision)
+        data = [split_tensors(fixture_dataset[name], network.modalities) for name in ("train", "val")]
+        outcome = train(network, *data, config, progress=False)
+        return network, outcome
+
+    network, first = run("bfloat16")
+    _, second = run("bfloat16")
+    _, reference = run("float32")
+    assert first.history == second.history
+    # bfloat16 keeps 8 significant bits: one epoch's loss moves, but only in the second digit.
+    assert first.history[0]["train_loss"] == pytest.approx(reference.history[0]["train_loss"], rel=0.05)
+    val = split_tensors(fixture_dataset["val"], network.modalities)
+    logits = training.predict_logits(network, val, precision="bfloat16")
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, training.predict_logits(network, val), atol=0.1, rtol=0.05)
+
+
+def test_factorized_hyperfuse_run_records_its_generator(fixture_dataset, tmp_path):
+    record = run_avmnist(model="hyperfuse", hidden_dim=16, generator="factorized", rank=4, epochs=1,
+                         results_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ckpt"), progress=False,
+                         dataset=fixture_dataset)
+    assert record["model_options"]["generator"] == "factorized"
+    assert record["model_options"]["rank"] == 4
+    full = run_avmnist(model="hyperfuse", hidden_dim=16, epochs=1, results_dir=str(tmp_path),
+                       checkpoint_dir=str(tmp_path / "ckpt"), progress=False, dataset=fixture_dataset)
+    # Generator parameters: 16*4 + 4 gains and 2*16*4 for U, V, against 16*256 + 256 in full.
+    assert full["parameter_count"] - record["parameter_count"] == (16 * 256 + 256) - (16 * 4 + 4 + 2 * 16 * 4)
