@@ -107,12 +107,15 @@ SUMMARY = notebook([
     parameters(
         "results_dir = None    # folder of results files (None: results/avmnist/default/runs)\n"
         "output_dir = None     # where summary.md and summary.csv go (None: results/avmnist/default)\n"
-        "figure_path = None    # None: figures/avmnist_default.png"
+        "figure_path = None    # None: figures/avmnist_default.png\n"
+        "x_parameter = None    # a grid parameter to plot accuracy against, such as hidden_dim (None: per model)"
     ),
     new_code_cell(
         "from pathlib import Path\n\n"
         "from hfcore.data.paths import REPO_ROOT\n"
-        "from hfcore.summary import format_table, plot_accuracy, results_frame, save_figure, summary_table, write_summary\n\n"
+        "from hfcore.summary import (\n"
+        "    format_table, plot_accuracy, plot_accuracy_against, results_frame, save_figure, summary_table, write_summary,\n"
+        ")\n\n"
         "output_dir = Path(output_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"default\")\n"
         "results_dir = Path(results_dir or output_dir / \"runs\")\n"
         "figure_path = Path(figure_path or REPO_ROOT / \"figures\" / \"avmnist_default.png\")\n"
@@ -122,7 +125,11 @@ SUMMARY = notebook([
     ),
     new_code_cell(
         "write_summary(table, output_dir)\n"
-        "fig = plot_accuracy(frame, title=f\"AV-MNIST test accuracy ({frame['train_size'].max():,} training samples)\")\n"
+        "title = f\"AV-MNIST test accuracy ({frame['train_size'].max():,} training samples)\"\n"
+        "if x_parameter:\n"
+        "    fig = plot_accuracy_against(frame, x_parameter, title=title)\n"
+        "else:\n"
+        "    fig = plot_accuracy(frame, title=title)\n"
         "save_figure(fig, figure_path);"
     ),
     new_markdown_cell("Per-run numbers, for a closer look:"),

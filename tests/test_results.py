@@ -81,3 +81,59 @@ def test_accuracy_figure_is_identical_when_redrawn(tmp_path):
     first = save_figure(plot_accuracy(frame), tmp_path / "a.png").read_bytes()
     second = save_figure(plot_accuracy(frame), tmp_path / "b.png").read_bytes()
     assert first == second
+
+
+def write_run(folder, model, seed, accuracy, **parameters):
+    record = {
+        "model": model, "seed": seed, "run_identity": json.dumps(parameters, sort_keys=True),
+        "parameters": {"model": model, "seed": seed, "epochs": 2, "results_dir": str(folder), **parameters},
+        "metrics": {"test_accuracy": accuracy, "val_accuracy": accuracy, "best_epoch": 1},
+        "dataset": {"train_size_used": 100}, "parameter_count": 10, "wall_seconds": 1.0,
+    }
+    write_json_atomic(folder / f"{model}-{seed}-{record['run_identity']}.json", record)
+
+
+def test_runs_that_differ_in_a_parameter_get_their_own_rows(tmp_path):
+    from hfcore.summary import results_frame
+
+    # LF runs differ only in seed and path; HyperFuse runs also in hidden_dim and generator.
+    write_run(tmp_path, "lf", 0, 0.70, hidden_dim=64)
+    write_run(tmp_path, "lf", 1, 0.72, hidden_dim=64)
+    for seed, accuracy in ((0, 0.70), (1, 0.74)):
+        write_run(tmp_path, "hyperfuse", seed, accuracy, hidden_dim=32, generator="full")
+        write_run(tmp_path, "hyperfuse", seed, accuracy - 0.02, hidden_dim=128, generator="full")
+        write_run(tmp_path, "hyperfuse", seed, accuracy - 0.04, hidden_dim=128, generator="factorized")
+    frame = results_frame(tmp_path)
+    assert set(frame.loc[frame["model"] == "lf", "variant"]) == {""}
+    table = summary_table(frame)
+    assert list(table["variant"]) == [
+        "", "generator=factorized, hidden_dim=128", "generator=full, hidden_dim=128", "generator=full, hidden_dim=32"
+    ]
+    assert list(table["test_mean"]) == pytest.approx([71.0, 68.0, 70.0, 72.0])
+    text = format_table(table)
+    assert "| HyperFuse (generator=full, hidden_dim=32) | 72.0 ± 2.8 | 2 | 10 |  |" in text
+    assert "| LF | 71.0 ± 1.4 | 2 | 10 | 71.4 |" in text
+
+
+def test_accuracy_against_a_parameter_draws_one_line_per_other_setting(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from hfcore.summary import plot_accuracy, plot_accuracy_against, results_frame
+
+    for seed in (0, 1):
+        for hidden_dim in (32, 256):
+            for generator in ("full", "factorized"):
+                write_run(tmp_path, "hyperfuse", seed, 0.7 + 0.01 * seed, hidden_dim=hidden_dim, generator=generator)
+    frame = results_frame(tmp_path)
+    fig = plot_accuracy_against(frame, "hidden_dim")
+    lines = fig.axes[0].get_lines()
+    assert sorted(line.get_label() for line in lines) == ["HyperFuse, generator=factorized", "HyperFuse, generator=full"]
+    for line in lines:
+        assert list(line.get_xdata()) == [32, 256]
+        assert list(line.get_ydata()) == pytest.approx([70.5, 70.5])  # the mean of 70 and 71
+    assert len(fig.axes[0].get_xticks()) == 2
+    with pytest.raises(ValueError, match="'lr' does not vary"):
+        plot_accuracy_against(frame, "lr")
+    # The per-model figure has one column per setting.
+    assert len(plot_accuracy(frame).axes[0].get_xticks()) == 4
