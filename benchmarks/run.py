@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                              "and figures/; none for --quick)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
+    if args.no_progress:
+        os.environ["TQDM_DISABLE"] = "1"  # also silences the bars of the dataset build
 
     from hfcore.benchmark import PARTS, format_report, plot_layers, run_benchmarks
     from hfcore.results import provenance, write_json_atomic

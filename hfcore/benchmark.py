@@ -570,7 +570,7 @@ def run_benchmarks(
             train_split = train_split.subset(list(range(min(256, len(train_split)))))
         data = TensorData({"image": train_split.image, "audio": train_split.audio}, train_split.label)
         results["epochs"] = epoch_benchmark(
-            data, precisions=precisions, rounds=1 if quick else 2,
+            data, precisions=precisions, rounds=1 if quick else 3,
             matmul_flops_per_second=results["matmul_flops_per_second"], progress=progress,
         )
     if "memory" in parts:

@@ -7,6 +7,7 @@ without retraining.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,14 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     # The paper's number belongs to a model's own setting, not to each point of a grid over it.
     table["paper"] = table["model"].map(PAPER_AVMNIST).where(table["variant"] == "")
     order = {name: i for i, name in enumerate(MODEL_ORDER)}
-    table = table.sort_values(by="model", key=lambda s: s.map(lambda m: order.get(m, len(order))), kind="stable")
-    return table.reset_index(drop=True)
+    table = table.assign(_order=[(order.get(m, len(order)), m, _natural_key(v))
+                                 for m, v in zip(table["model"], table["variant"])])
+    return table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+
+
+def _natural_key(text: str) -> tuple:
+    # "hidden_dim=32" sorts before "hidden_dim=128": digit runs compare as numbers.
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text))
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -130,7 +137,7 @@ def plot_accuracy(frame: pd.DataFrame, *, title: str = "AV-MNIST test accuracy")
         frame = frame.assign(variant="")
     order = {name: i for i, name in enumerate(MODEL_ORDER)}
     groups = sorted({(m, v) for m, v in zip(frame["model"], frame["variant"])},
-                    key=lambda g: (order.get(g[0], len(order)), g[0], g[1]))
+                    key=lambda g: (order.get(g[0], len(order)), g[0], _natural_key(g[1])))
     fig, ax = plt.subplots(figsize=(max(6.5, 1.3 * len(groups)), 4))
     for position, (model, variant) in enumerate(groups):
         runs = frame[(frame["model"] == model) & (frame["variant"] == variant)].sort_values("seed")

@@ -106,10 +106,11 @@ def test_runs_that_differ_in_a_parameter_get_their_own_rows(tmp_path):
     frame = results_frame(tmp_path)
     assert set(frame.loc[frame["model"] == "lf", "variant"]) == {""}
     table = summary_table(frame)
+    # Values sort as numbers: hidden_dim=32 before hidden_dim=128.
     assert list(table["variant"]) == [
-        "", "generator=factorized, hidden_dim=128", "generator=full, hidden_dim=128", "generator=full, hidden_dim=32"
+        "", "generator=factorized, hidden_dim=128", "generator=full, hidden_dim=32", "generator=full, hidden_dim=128"
     ]
-    assert list(table["test_mean"]) == pytest.approx([71.0, 68.0, 70.0, 72.0])
+    assert list(table["test_mean"]) == pytest.approx([71.0, 68.0, 72.0, 70.0])
     text = format_table(table)
     assert "| HyperFuse (generator=full, hidden_dim=32) | 72.0 ± 2.8 | 2 | 10 |  |" in text
     assert "| LF | 71.0 ± 1.4 | 2 | 10 | 71.4 |" in text
