@@ -2,9 +2,9 @@
 
 Usage (from the repository root, after `bash scripts/setup.sh`):
 
-    .venv/bin/python benchmarks/run.py                  # everything, about 5 minutes on 2 cores
+    .venv/bin/python benchmarks/run.py                  # everything, about 2.5 minutes on 2 cores
     .venv/bin/python benchmarks/run.py --parts layers   # one part: layers, epochs, dataset, memory
-    .venv/bin/python benchmarks/run.py --quick          # a smoke run of a few seconds
+    .venv/bin/python benchmarks/run.py --quick          # a smoke run of about a minute
 
 The report is printed. The measurements, with their parameters, the code version, package
 versions and wall time, go to benchmarks/results/benchmark-UTCTIME.json. The layer-cost figure
