@@ -10,8 +10,8 @@ Source: "HyperFuse: Multimodal Fusion via Hypernetworks", section 4.3. One block
 where g: primary_dim -> h and g': h -> primary_dim are linear projections, f projects the
 auxiliary feature to h, and H is a linear generator with h*h outputs.
 
-The full generator costs about 2 h^3 multiply-adds per sample (h inputs, h^2 outputs), against
-2 h^2 for the h x h layer it parameterises. The factorized generator (``generator=
+The full generator costs about h^3 multiply-adds (2 h^3 FLOPs) per sample (h inputs, h^2
+outputs), against h^2 for the h x h layer it parameterises. The factorized generator (``generator=
 "factorized"``) instead emits r gains s = H(a) and builds W = U diag(s) V from learned
 U (h x r) and V (r x h). Its generator emits r numbers instead of h^2, so for a fixed rank its
 cost grows linearly in h, and the block never forms W: W^T x = V^T (s * U^T x). The price is
@@ -40,7 +40,8 @@ class HyperFuseBlock(nn.Module):
         aux_norm: apply LayerNorm to the projected auxiliary feature before the generator.
         generator: ``"full"`` (the paper's: H outputs all ``h * h`` weights) or
             ``"factorized"`` (``W = U diag(H(a)) V``, see the module docstring).
-        rank: number of rank-1 terms ``r`` of the factorized generator; None means ``h``.
+        rank: number of rank-1 terms ``r`` of the factorized generator; None means ``h``. A rank
+            above ``h`` is accepted but cannot raise the rank of ``W`` beyond ``h``.
 
     Shapes: ``forward(z_p, z_a)`` takes ``(batch, primary_dim)`` and ``(batch, aux_dim)`` and
     returns ``(batch, primary_dim)``. Leading dimensions may be more than one, as long as both
