@@ -326,7 +326,7 @@ def peak_tensor_bytes(fn: Callable[[], object]) -> int:
 
     The count comes from PyTorch's memory timeline. It covers every tensor that the profiler
     records in use (the weights, optimiser state and inputs that ``fn`` touches, and everything
-    it allocates). It counts tensor storage, not what the allocator holds from the system.
+    it allocates). It counts tensor storage, not the memory that the allocator keeps from the system.
     NOTE: storage allocated before ``fn`` and freed during it (gradients that ``zero_grad``
     drops, say) is of unknown size to the profiler and is left out.
     """
@@ -452,6 +452,7 @@ def machine_description() -> dict:
 def format_report(results: dict) -> str:
     """Return the benchmark results as the plain-text report that ``benchmarks/run.py`` prints."""
     lines = []
+
     if results["parameters"].get("quick"):
         lines.append("QUICK RUN: smoke-test sizes. The timings are mostly overhead and no target is checked.")
     machine = results["machine"]

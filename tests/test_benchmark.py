@@ -21,7 +21,7 @@ from hfcore.benchmark import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_time_per_call_takes_the_median_round_with_a_fixed_call_count():
+def test_time_per_call_median_round():
     # A fake clock that advances 1, 2, 3, ... seconds per call: round 1 needs 2 calls
     # (1 + 2 = 3 s >= min_seconds), and later rounds reuse that call count.
     steps = iter([1, 2, 10, 20, 3, 3])
@@ -35,7 +35,7 @@ def test_time_per_call_takes_the_median_round_with_a_fixed_call_count():
     assert seconds == 3.0
 
 
-def test_count_flops_of_a_linear_layer_forward_and_backward():
+def test_count_flops_linear_layer():
     # Forward: 2 * batch * in * out. Backward: the same again for the input gradient and for
     # the weight gradient.
     layer = torch.nn.Linear(10, 20)
@@ -88,7 +88,8 @@ def test_layer_benchmark_rows_are_consistent():
         (4, "full"), (4, "factorized"), (8, "full"), (8, "factorized")
     ]
     for row in rows:
-        assert row["seconds"] > 0 and row["flops"] > 0
+        assert row["seconds"] > 0
+        assert row["flops"] > 0
         assert row["vs_linear"] == pytest.approx(row["seconds"] / row["linear_seconds"])
         assert row["vs_film"] == pytest.approx(row["seconds"] / row["film_seconds"])
         matmul_rate = 2 * row["matmul_size"] ** 3 / row["matmul_seconds"]
@@ -116,20 +117,23 @@ def test_check_targets_worked_example():
     ]
     checks = {c.name: c for c in check_targets(layers=layers, epochs=epochs,
                                                  dataset={"build_seconds": 61.0, "load_seconds": 0.3})}
-    assert checks["epoch_ratio"].value == pytest.approx(1.05) and checks["epoch_ratio"].met
+    assert checks["epoch_ratio"].value == pytest.approx(1.05)
+    assert checks["epoch_ratio"].met
     assert checks["training_matmul_fraction/float32"].value == 0.20
     assert not checks["training_matmul_fraction/float32"].met
     assert checks["training_matmul_fraction/bfloat16"].value == 0.36
     assert checks["training_matmul_fraction/bfloat16"].met
-    assert checks["block_matmul_fraction"].value == 0.45 and not checks["block_matmul_fraction"].met
-    assert not checks["build_seconds"].met and checks["load_seconds"].met
+    assert checks["block_matmul_fraction"].value == 0.45
+    assert not checks["block_matmul_fraction"].met
+    assert not checks["build_seconds"].met
+    assert checks["load_seconds"].met
 
 
 def test_check_targets_skips_what_was_not_measured():
     assert check_targets() == []
 
 
-def test_peak_memory_of_hyperfuse_exceeds_late_fusion_by_its_block():
+def test_peak_memory_hyperfuse_above_lf():
     figures = benchmark.peak_memory(batch_size=2)
     assert set(figures) == {"lf", "hyperfuse"}
     assert all(f["peak_bytes"] > 0 for f in figures.values())
