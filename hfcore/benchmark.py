@@ -522,6 +522,7 @@ def plot_layers(rows: list[dict]):
         ax.plot(hidden, [1e3 * statistics.median(r[key] for r in rows if r["hidden_dim"] == h) for h in hidden],
                 linestyle=style, color="0.4" if key == "film_seconds" else "0.6", label=label)
     ax.set_xscale("log", base=2)
+    ax.set_xticks(hidden, [str(h) for h in hidden])
     ax.set_yscale("log")
     ax.set_xlabel("bottleneck width h")
     ax.set_ylabel("forward + backward (ms)")
