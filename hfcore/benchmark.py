@@ -2,7 +2,7 @@
 baseline in the same run.
 
 A HyperFuse block with the full generator spends about ``h^3`` multiply-adds (``2 h^3`` FLOPs)
-per sample to generate its ``h x h`` matrix; the layer it stands for costs ``h^2``. The functions here
+per sample to generate its ``h x h`` matrix. The layer it stands for costs ``h^2``. The functions here
 measure what that means in practice:
 
 - ``layer_benchmark``: a block's forward and backward pass against ``nn.Linear`` and FiLM, and
@@ -449,10 +449,67 @@ def machine_description() -> dict:
     }
 
 
+def _layer_lines(rows: list[dict]) -> list[str]:
+    lines = [
+        "",
+        f"1. HyperFuse block, forward + backward, batch {rows[0]['batch']}: time ratios and FLOP rate",
+        "   (x Linear, x FiLM: block time over that layer's; last column: block FLOP rate over that of "
+        "one square matmul with the same FLOP count)",
+        f"{'h':>5} {'generator':<11} {'block ms':>9} {'x Linear':>9} {'x FiLM':>8} {'GFLOP/s':>8} "
+        f"{'of equal-FLOP matmul':>21}",
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['hidden_dim']:>5} {row['generator']:<11} {1e3 * row['seconds']:>9.3f} {row['vs_linear']:>9.1f} "
+            f"{row['vs_film']:>8.1f} {row['flops_per_second'] / 1e9:>8.1f} {row['matmul_fraction']:>21.2f}"
+        )
+    return lines
+
+
+def _epoch_lines(rows: list[dict]) -> list[str]:
+    lines = [
+        "",
+        f"2. AV-MNIST training epoch, {rows[0]['samples']} samples, batch {rows[0]['batch_size']}",
+        "   (of matmul: training FLOP rate over the float32 matmul rate above; x LF: epoch time over LF's)",
+        f"{'model':<10} {'precision':<9} {'seconds':>8} {'samples/s':>10} {'GFLOP/s':>8} {'of matmul':>10} {'x LF':>6}",
+    ]
+    for row in rows:
+        ratio = f"{row['vs_lf']:.2f}" if row["vs_lf"] is not None else "-"
+        lines.append(
+            f"{row['model']:<10} {row['precision']:<9} {row['seconds']:>8.2f} {row['samples_per_second']:>10.0f} "
+            f"{row['flops_per_second'] / 1e9:>8.1f} {row['matmul_fraction']:>10.2f} {ratio:>6}"
+        )
+    return lines
+
+
+def _dataset_lines(data: dict) -> list[str]:
+    sizes = " / ".join(f"{count:,} {name}" for name, count in data["sizes"].items())
+    return ["", f"3. AV-MNIST ({sizes}): build from raw files {data['build_seconds']:.1f} s, "
+                f"load from cache {data['load_seconds']:.2f} s"]
+
+
+def _memory_lines(memory: dict[str, dict]) -> list[str]:
+    first = next(iter(memory.values()))
+    parts = ", ".join(f"{name} {figures['peak_bytes'] / 2**20:.0f} MiB" for name, figures in memory.items())
+    lines = ["", f"4. Peak tensor memory of a training step ({first['device']}, batch {first['batch_size']}, "
+                 f"{first['precision']}): {parts}"]
+    if "lf" in memory and "hyperfuse" in memory and memory["lf"]["peak_bytes"] > 0:
+        lines.append(f"   HyperFuse / LF: {memory['hyperfuse']['peak_bytes'] / memory['lf']['peak_bytes']:.2f}")
+    return lines
+
+
+def _target_lines(targets: list[dict]) -> list[str]:
+    lines = ["", "Targets"]
+    for check in targets:
+        sign = "<=" if check["kind"] == "max" else ">="
+        status = "met" if check["met"] else "NOT MET"
+        lines.append(f"  [{status:>7}] {check['description']}: {check['value']:.3g} (target {sign} {check['bound']})")
+    return lines
+
+
 def format_report(results: dict) -> str:
     """Return the benchmark results as the plain-text report that ``benchmarks/run.py`` prints."""
     lines = []
-
     if results["parameters"].get("quick"):
         lines.append("QUICK RUN: smoke-test sizes. The timings are mostly overhead and no target is checked.")
     machine = results["machine"]
@@ -461,50 +518,17 @@ def format_report(results: dict) -> str:
         f"torch {machine['torch']}, CPU bfloat16: {', '.join(machine['cpu_bfloat16']) or 'none'}"
     )
     lines.append(f"float32 matmul rate ({results['matmul_size']}^3): {results['matmul_flops_per_second'] / 1e9:.0f} GFLOP/s")
+
     if results.get("layers"):
-        first = results["layers"][0]
-        lines += ["", f"1. HyperFuse block, forward + backward, batch {first['batch']}: time ratios and FLOP rate",
-                  "   (x Linear, x FiLM: block time over that layer's; last column: block FLOP rate over that of "
-                  "one square matmul with the same FLOP count)"]
-        lines.append(f"{'h':>5} {'generator':<11} {'block ms':>9} {'x Linear':>9} {'x FiLM':>8} {'GFLOP/s':>8} "
-                     f"{'of equal-FLOP matmul':>21}")
-        for row in results["layers"]:
-            lines.append(
-                f"{row['hidden_dim']:>5} {row['generator']:<11} {1e3 * row['seconds']:>9.3f} {row['vs_linear']:>9.1f} "
-                f"{row['vs_film']:>8.1f} {row['flops_per_second'] / 1e9:>8.1f} {row['matmul_fraction']:>21.2f}"
-            )
+        lines += _layer_lines(results["layers"])
     if results.get("epochs"):
-        first = results["epochs"][0]
-        lines += ["", f"2. AV-MNIST training epoch, {first['samples']} samples, batch {first['batch_size']}",
-                  "   (of matmul: training FLOP rate over the float32 matmul rate above; x LF: epoch time over LF's)"]
-        lines.append(f"{'model':<10} {'precision':<9} {'seconds':>8} {'samples/s':>10} {'GFLOP/s':>8} "
-                     f"{'of matmul':>10} {'x LF':>6}")
-        for row in results["epochs"]:
-            ratio = f"{row['vs_lf']:.2f}" if row["vs_lf"] is not None else "-"
-            lines.append(
-                f"{row['model']:<10} {row['precision']:<9} {row['seconds']:>8.2f} {row['samples_per_second']:>10.0f} "
-                f"{row['flops_per_second'] / 1e9:>8.1f} {row['matmul_fraction']:>10.2f} {ratio:>6}"
-            )
+        lines += _epoch_lines(results["epochs"])
     if results.get("dataset"):
-        data = results["dataset"]
-        sizes = " / ".join(f"{count:,} {name}" for name, count in data["sizes"].items())
-        lines += ["", f"3. AV-MNIST ({sizes}): build from raw files {data['build_seconds']:.1f} s, "
-                      f"load from cache {data['load_seconds']:.2f} s"]
+        lines += _dataset_lines(results["dataset"])
     if results.get("memory"):
-        memory = results["memory"]
-        names = list(memory)
-        first = memory[names[0]]
-        parts = ", ".join(f"{name} {memory[name]['peak_bytes'] / 2**20:.0f} MiB" for name in names)
-        lines += ["", f"4. Peak tensor memory of a training step ({first['device']}, batch {first['batch_size']}, "
-                      f"{first['precision']}): {parts}"]
-        if "lf" in memory and "hyperfuse" in memory and memory["lf"]["peak_bytes"] > 0:
-            lines.append(f"   HyperFuse / LF: {memory['hyperfuse']['peak_bytes'] / memory['lf']['peak_bytes']:.2f}")
+        lines += _memory_lines(results["memory"])
     if results.get("targets"):
-        lines += ["", "Targets"]
-        for check in results["targets"]:
-            sign = "<=" if check["kind"] == "max" else ">="
-            status = "met" if check["met"] else "NOT MET"
-            lines.append(f"  [{status:>7}] {check['description']}: {check['value']:.3g} (target {sign} {check['bound']})")
+        lines += _target_lines(results["targets"])
     return "\n".join(lines)
 
 
@@ -547,7 +571,7 @@ def run_benchmarks(
     """Run the benchmark ``parts`` and return their measurements with the targets checked.
 
     ``quick`` shrinks every part (two small ``h``, 256 training samples, short timings) to check
-    that the benchmark works; its figures say little about speed.
+    that the benchmark works. Its timings are then mostly overhead.
     """
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:

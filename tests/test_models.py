@@ -125,9 +125,9 @@ def test_multimodal_model_requires_auxiliary_input():
 
 
 @pytest.mark.parametrize("channels", [6, 48])
-def test_layer_output_is_the_same_in_both_memory_layouts(channels):
+def test_layer_output_independent_of_layout(channels):
     # Below NCHW_NORM_BELOW channels the layer runs BatchNorm on a contiguous copy of a
-    # channels-last input; the values and the gradients must not depend on the layout.
+    # channels-last input. The values and the gradients must not depend on the layout.
     from hfcore.encoders import LeNetLayer
 
     torch.manual_seed(0)

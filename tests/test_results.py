@@ -93,7 +93,7 @@ def write_run(folder, model, seed, accuracy, **parameters):
     write_json_atomic(folder / f"{model}-{seed}-{record['run_identity']}.json", record)
 
 
-def test_runs_that_differ_in_a_parameter_get_their_own_rows(tmp_path):
+def test_summary_rows_per_parameter_variant(tmp_path):
     from hfcore.summary import results_frame
 
     # LF runs differ only in seed and path; HyperFuse runs also in hidden_dim and generator.
@@ -116,7 +116,7 @@ def test_runs_that_differ_in_a_parameter_get_their_own_rows(tmp_path):
     assert "| LF | 71.0 ± 1.4 | 2 | 10 | 71.4 |" in text
 
 
-def test_accuracy_against_a_parameter_draws_one_line_per_other_setting(tmp_path):
+def test_accuracy_against_parameter_lines(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg", force=True)
