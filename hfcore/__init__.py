@@ -6,6 +6,7 @@ The main entry points are ``HyperFuseBlock`` and ``HyperFuse`` (the fusion layer
 
 from .blocks import HyperFuse, HyperFuseBlock
 from .models import MultimodalModel, build_model, model_names, register_model
+from . import baselines  # noqa: F401  (registers the baseline models)
 
 __version__ = "0.1.0"
 

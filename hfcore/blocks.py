@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .block_variants import BLOCKS, build_block
+
 GENERATORS = ("full", "factorized")
 
 
@@ -161,7 +163,9 @@ class HyperFuse(nn.Module):
 
     The auxiliary feature passes to every block; with ``aux_mlp=True`` a Linear + ReLU layer
     of width ``aux_dim`` transforms it between consecutive blocks. ``generator`` and ``rank``
-    are passed to every block. The final skip connection
+    are passed to every block. ``block`` picks the block design: ``"base"`` (the paper's
+    Figure 3(b), ``HyperFuseBlock``) or one of the appendix variants ``"I"`` to ``"IV"``
+    (``hfcore.block_variants``), which take no ``generator`` or ``rank``. The final skip connection
     adds the primary input to the output of the last block, ``z_out = z_p^N + z_p^0``. The
     HyperFuse paper places a skip connection between the fused and the original primary
     embedding before the head without giving its form. Addition keeps the primary width.
@@ -181,16 +185,24 @@ class HyperFuse(nn.Module):
         aux_norm: bool = True,
         generator: str = "full",
         rank: int | None = None,
+        block: str = "base",
     ):
         super().__init__()
         if not isinstance(num_blocks, int) or num_blocks <= 0:
             raise ValueError(f"HyperFuse: num_blocks must be a positive integer, got {num_blocks!r}")
+        if block not in BLOCKS:
+            raise ValueError(f"HyperFuse: unknown block {block!r}; use one of {BLOCKS}")
+        if block != "base" and (generator != "full" or rank is not None):
+            raise ValueError(f"HyperFuse: block {block!r} has no generator options; leave generator and rank unset")
         self.primary_dim = primary_dim
         self.aux_dim = aux_dim
         self.out_dim = primary_dim
         self.final_skip = final_skip
+        self.block = block
         self.blocks = nn.ModuleList(
             HyperFuseBlock(primary_dim, aux_dim, hidden_dim, aux_norm=aux_norm, generator=generator, rank=rank)
+            if block == "base"
+            else build_block(block, primary_dim, aux_dim, hidden_dim)
             for _ in range(num_blocks)
         )
         # One auxiliary transform between each pair of consecutive blocks.

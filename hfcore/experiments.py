@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from .block_variants import BLOCKS
 from .blocks import GENERATORS
 from .data.avmnist import AVMNIST, AVMNISTConfig, Split, load_avmnist
 from .data.multibench import load_multibench_avmnist
@@ -77,6 +78,12 @@ def validate_params(params: dict[str, Any]) -> None:
         raise ValueError(f"rank must be a positive integer or None, got {rank!r}")
     if rank is not None and params["generator"] != "factorized":
         raise ValueError(f"rank={rank} needs generator='factorized'; set both or leave rank None")
+    if params["block"] not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS}, got {params['block']!r}")
+    if params["block"] != "base" and params["model"] != "hyperfuse":
+        raise ValueError(f"block={params['block']!r} applies to model='hyperfuse' only; leave it 'base'")
+    if params["block"] != "base" and (params["generator"] != "full" or rank is not None):
+        raise ValueError(f"block={params['block']!r} takes no generator options; leave generator 'full' and rank None")
     if params["precision"] not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {params['precision']!r}")
     if params["primary"] not in ("image", "audio"):
@@ -115,6 +122,7 @@ def run_avmnist(
     aux_mlp: bool = False,
     generator: str = "full",
     rank: int | None = None,
+    block: str = "base",
     precision: str = "float32",
     train_fraction: float = 1.0,
     pca_energy: float = AVMNISTConfig.pca_energy,
@@ -168,7 +176,7 @@ def run_avmnist(
     options = {"primary": primary, "hidden_dim": hidden_dim, "num_blocks": num_blocks,
                "fusion_position": fusion_position, "aux_mlp": aux_mlp}
     if model == "hyperfuse":
-        options.update(generator=generator, rank=rank)
+        options.update(generator=generator, rank=rank, block=block)
     torch.manual_seed(seed)  # the same seed gives the same initial weights
     model_options = {k: v for k, v in options.items() if k in model_option_names(model)}
     network = build_model(model, **model_options)

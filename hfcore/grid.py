@@ -7,6 +7,8 @@ A spec is a small YAML file::
     results: results/avmnist/hidden_dim         # folder for this grid's outputs
     parameters: {model: hyperfuse, epochs: 12}  # the same for every point
     grid: {hidden_dim: [16, 64], seed: [0, 1, 2]}  # cartesian product
+    grids:                                      # optional: more cartesian products, all run
+      - {hidden_dim: [256], seed: [0]}
     summary:                                    # optional, run after the grid
       notebook: notebooks/avmnist_summary.ipynb
       parameters: {figure_path: figures/avmnist_hidden_dim.png}
@@ -47,7 +49,7 @@ from .data.paths import REPO_ROOT
 logger = logging.getLogger(__name__)
 
 KERNEL = "python3"
-SPEC_KEYS = {"name", "notebook", "results", "parameters", "grid", "summary", "description"}
+SPEC_KEYS = {"name", "notebook", "results", "parameters", "grid", "grids", "summary", "description"}
 RESERVED_PARAMETERS = ("results_dir", "run_name")
 
 
@@ -62,6 +64,11 @@ class Spec:
     grid: dict[str, list] = field(default_factory=dict)
     summary: dict[str, Any] | None = None
     description: str = ""
+    grids: tuple[dict[str, list], ...] = ()
+
+    def all_grids(self) -> list[dict[str, list]]:
+        """Return ``grid`` (when given) followed by the entries of ``grids``."""
+        return ([self.grid] if self.grid or not self.grids else []) + list(self.grids)
 
 
 @dataclass
@@ -98,14 +105,19 @@ def load_spec(path: str | Path, *, root: Path = REPO_ROOT) -> Spec:
         if not data.get(required):
             raise ValueError(f"{path}: missing required key {required!r}")
     grid = data.get("grid") or {}
-    for name, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"{path}: grid entry {name!r} must be a non-empty list, got {values!r}")
+    grids = data.get("grids") or []
+    if not isinstance(grids, list) or not all(isinstance(g, dict) and g for g in grids):
+        raise ValueError(f"{path}: grids must be a list of non-empty mappings, got {grids!r}")
     parameters = data.get("parameters") or {}
-    overlap = sorted(set(grid) & set(parameters))
-    if overlap:
-        raise ValueError(f"{path}: {overlap} appear both in grid and in parameters; keep each in one place")
-    reserved = sorted((set(grid) | set(parameters)) & set(RESERVED_PARAMETERS))
+    for one in [grid, *grids]:
+        for name, values in one.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{path}: grid entry {name!r} must be a non-empty list, got {values!r}")
+        overlap = sorted(set(one) & set(parameters))
+        if overlap:
+            raise ValueError(f"{path}: {overlap} appear both in grid and in parameters; keep each in one place")
+    varied = set(grid).union(*grids)
+    reserved = sorted((varied | set(parameters)) & set(RESERVED_PARAMETERS))
     if reserved:
         raise ValueError(f"{path}: {reserved} are set by the grid runner and cannot be given in a spec")
     notebook = _resolve(data["notebook"], root)
@@ -119,6 +131,7 @@ def load_spec(path: str | Path, *, root: Path = REPO_ROOT) -> Spec:
         grid=grid,
         summary=data.get("summary"),
         description=str(data.get("description", "")),
+        grids=tuple(grids),
     )
 
 
@@ -133,9 +146,10 @@ def _code_without_docstrings(source: str) -> str:
     return ast.dump(tree)
 
 
-# Modules that only read results or time code; no training point runs them, so editing them
-# must not mark saved results as stale.
-NOT_RUN_BY_POINTS = ("benchmark.py", "summary.py")
+# Modules that no training point runs: they read results, time code, or start points from
+# outside the notebook (the command line and this runner). Editing them must not mark saved
+# results as stale.
+NOT_RUN_BY_POINTS = ("benchmark.py", "summary.py", "__main__.py", "grid.py", "main_job.py")
 
 
 def code_version_hash(notebook: Path, package_dir: Path = REPO_ROOT / "hfcore") -> str:
@@ -169,11 +183,25 @@ def _label(values: dict[str, Any]) -> str:
 
 
 def expand(spec: Spec, *, code_hash: str | None = None) -> list[Point]:
-    """Return the spec's grid points in grid order (the last grid entry varies fastest)."""
+    """Return the spec's grid points in grid order (the last grid entry varies fastest).
+
+    With ``grids``, the points of each grid follow those of the one before; a point that an
+    earlier grid already holds (the same parameters) is listed once.
+    """
     code_hash = code_hash or code_version_hash(spec.notebook)
-    names = list(spec.grid)
+    points, seen = [], set()
+    for grid in spec.all_grids():
+        for point in _expand_one(spec, grid, code_hash):
+            if point.key not in seen:
+                seen.add(point.key)
+                points.append(point)
+    return points
+
+
+def _expand_one(spec: Spec, grid: dict[str, list], code_hash: str) -> list[Point]:
+    names = list(grid)
     points = []
-    for combination in itertools.product(*(spec.grid[name] for name in names)):
+    for combination in itertools.product(*(grid[name] for name in names)):
         varying = dict(zip(names, combination))
         parameters = {**spec.parameters, **varying}
         parameter_hash = _parameter_hash(parameters)

@@ -9,6 +9,17 @@ build models by name through ``build_model``; new systems register a builder wit
 A fusion module is any ``nn.Module`` with an ``out_dim`` attribute and
 ``forward(z_p, z_a) -> (batch, out_dim)``. It receives the primary feature flattened to
 ``(batch, primary_dim)`` and the auxiliary embedding as ``(batch, aux_dim)``.
+
+Methods with a training objective beyond the classification loss (MFM's reconstructions,
+Refnet's refiner, Gradient Blending's per-modality heads) give their fusion module two
+optional hooks, which the training loop reaches through ``MultimodalModel``:
+
+- ``training_loss(loss, labels, x_p, x_a) -> loss``: the full training loss, given the
+  cross-entropy ``loss`` of the logits of the last forward pass in training mode. The forward
+  pass caches what the extra terms need.
+- ``end_epoch(model, train_data, val_data)``: called after each epoch's validation, for
+  methods that adapt during training (Gradient Blending re-estimates its loss weights there).
+  Whatever it changes must live in buffers, so that checkpoints and resumed runs keep it.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .blocks import HyperFuse
 from .encoders import LAYER_ORDERS, audio_encoder, image_encoder
@@ -144,6 +156,93 @@ class MultimodalModel(nn.Module):
         """Return logits for a batch given as a mapping from modality name to tensor."""
         return self(*self.batch_inputs(batch))
 
+    def loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, x_p: torch.Tensor, x_a: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return the training loss for the ``logits`` of the last forward pass on ``x_p, x_a``.
+
+        The cross-entropy of the logits, passed through the fusion's ``training_loss`` hook
+        when it has one (see the module docstring).
+        """
+        loss = F.cross_entropy(logits.float(), labels)
+        hook = getattr(self.fusion, "training_loss", None)
+        if hook is not None and self.training:
+            loss = hook(loss, labels, x_p, x_a)
+        return loss
+
+    def end_epoch(self, train_data, val_data) -> None:
+        """Run the fusion's ``end_epoch`` hook, if it has one, after an epoch's validation."""
+        hook = getattr(self.fusion, "end_epoch", None)
+        if hook is not None:
+            hook(self, train_data, val_data)
+
+
+class TappedModel(MultimodalModel):
+    """A model whose fusion reads feature maps from several depths of both encoders.
+
+    MFAS and MBT fuse intermediate layers rather than the final embeddings. ``encode`` runs
+    each encoder as deep as its deepest tap and returns the list of tapped feature maps per
+    modality (``(batch, C, H, W)`` feature maps); ``fuse`` passes both lists to
+    ``fusion(taps_p, taps_a)`` and applies the head. Encoder layers after the deepest tap are
+    removed from the model.
+
+    Args:
+        primary_depths, auxiliary_depths: encoder depths (1-based layer counts) to tap.
+    """
+
+    def __init__(
+        self,
+        *,
+        primary_encoder: nn.Module,
+        auxiliary_encoder: nn.Module,
+        primary_depths: tuple[int, ...],
+        auxiliary_depths: tuple[int, ...],
+        fusion: nn.Module,
+        head: nn.Module,
+        primary_modality: str,
+        auxiliary_modality: str,
+    ):
+        super().__init__(
+            primary_encoder=primary_encoder,
+            auxiliary_encoder=auxiliary_encoder,
+            fusion=fusion,
+            head=head,
+            primary_modality=primary_modality,
+            auxiliary_modality=auxiliary_modality,
+        )
+        for name, encoder, depths in (
+            ("primary_depths", primary_encoder, primary_depths),
+            ("auxiliary_depths", auxiliary_encoder, auxiliary_depths),
+        ):
+            if not depths or any(not 1 <= d <= encoder.num_layers for d in depths):
+                raise ValueError(f"{name} {depths!r} must be non-empty depths in 1..{encoder.num_layers}")
+        self.primary_depths = tuple(primary_depths)
+        self.auxiliary_depths = tuple(auxiliary_depths)
+        # Layers below the deepest tap are never run: drop them, so that they are neither
+        # counted as parameters nor left without gradients (which DDP rejects).
+        for encoder, depths in ((primary_encoder, primary_depths), (auxiliary_encoder, auxiliary_depths)):
+            encoder.layers = encoder.layers[: max(depths)]
+
+    @staticmethod
+    def _taps(encoder: nn.Module, x: torch.Tensor, depths: tuple[int, ...]) -> list[torch.Tensor]:
+        taps = {}
+        for depth in range(1, max(depths) + 1):
+            x = encoder.layers[depth - 1](x)
+            if depth in depths:
+                taps[depth] = x
+        return [taps[d] for d in depths]
+
+    def encode(self, x_p: torch.Tensor, x_a: torch.Tensor | None = None):
+        if x_a is None:
+            raise ValueError(f"model needs the auxiliary input {self.auxiliary_modality!r}")
+        return (
+            self._taps(self.primary_encoder, x_p, self.primary_depths),
+            self._taps(self.auxiliary_encoder, x_a, self.auxiliary_depths),
+        )
+
+    def fuse(self, taps_p, taps_a) -> torch.Tensor:
+        return self.head(self.fusion(taps_p, taps_a))
+
 
 ModelBuilder = Callable[..., MultimodalModel]
 MODEL_BUILDERS: dict[str, ModelBuilder] = {}
@@ -265,6 +364,7 @@ def build_hyperfuse(
     final_skip: bool = True,
     generator: str = "full",
     rank: int | None = None,
+    block: str = "base",
     base_channels: int = 6,
     head_hidden: int = 100,
     layer_order: str = "conv-pool-bn-relu",
@@ -276,7 +376,8 @@ def build_hyperfuse(
     flattened feature map; None places them after the whole encoder. The head receives the
     fused primary feature only, as in the HyperFuse paper's architecture figure (Figure 3).
     ``generator="factorized"`` (with ``rank``) swaps the paper's generator for the
-    factorized one of ``hfcore.blocks``.
+    factorized one of ``hfcore.blocks``, and ``block`` ("base", "I" .. "IV") picks the block
+    design (``hfcore.block_variants``).
     """
     auxiliary = _check_primary(primary)
     encoders = _avmnist_encoders(base_channels, layer_order)
@@ -297,6 +398,7 @@ def build_hyperfuse(
         final_skip=final_skip,
         generator=generator,
         rank=rank,
+        block=block,
     )
     return MultimodalModel(
         primary_encoder=primary_encoder,

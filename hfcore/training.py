@@ -251,9 +251,13 @@ def train(
             if world_size > 1:  # this process's share of the global batch
                 inputs = {name: tensor[rank::world_size] for name, tensor in inputs.items()}
                 labels = labels[rank::world_size]
+            model_inputs = model.batch_inputs(inputs)
             with autocast(model, config.precision):
-                logits = network(*model.batch_inputs(inputs))
-            loss = F.cross_entropy(logits.float(), labels)
+                logits = network(*model_inputs)
+                # Models with extra objectives (MFM, Refnet, Gradient Blending) add their terms.
+                loss = model.loss(logits, labels, *model_inputs) if hasattr(model, "loss") else None
+            if loss is None:
+                loss = F.cross_entropy(logits.float(), labels)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss is {loss.item()} at epoch {epoch}, step {step}; lower the learning rate "
@@ -268,6 +272,9 @@ def train(
         if world_size > 1:
             _broadcast_buffers(model)
             total_loss, seen = _sum_over_processes(total_loss, seen)
+        if hasattr(model, "end_epoch"):
+            with autocast(model, config.precision):
+                model.end_epoch(train_data, val_data)
         val = evaluate(model, val_data, config.eval_batch_size, config.precision)
         improved = val["accuracy"] > best_val
         if improved:

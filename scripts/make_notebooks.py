@@ -37,7 +37,7 @@ TRAIN = notebook([
         "Papermill sets the parameters below; in JupyterLab, edit them and run all cells."
     ),
     parameters(
-        "model = \"hyperfuse\"        # image_only, audio_only, lf or hyperfuse\n"
+        "model = \"hyperfuse\"        # a name from hfcore.model_names(): hyperfuse, lf, lfn, lmf, mfm, gb, mbt, mfas, ...\n"
         "seed = 0\n"
         "epochs = 15\n"
         "batch_size = 64\n"
@@ -51,6 +51,7 @@ TRAIN = notebook([
         "aux_mlp = False              # Linear + ReLU on the auxiliary path between blocks\n"
         "generator = \"full\"          # HyperFuse generator: full (as in the paper) or factorized\n"
         "rank = None                  # rank r of the factorized generator (None: h)\n"
+        "block = \"base\"              # HyperFuse block design: base, or the appendix variants I, II, III, IV\n"
         "precision = \"float32\"       # float32, or bfloat16 autocast (fast on CPUs with AMX or AVX512-BF16)\n"
         "train_fraction = 1.0         # stratified fraction of the training split to use\n"
         "noise = \"babble\"            # audio noise: babble, white, esc50 (needs esc50/ in the data folder) or none\n"
@@ -75,7 +76,7 @@ TRAIN = notebook([
         "    model=model, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,\n"
         "    patience=patience,\n"
         "    hidden_dim=hidden_dim, num_blocks=num_blocks, fusion_position=fusion_position, primary=primary,\n"
-        "    aux_mlp=aux_mlp, generator=generator, rank=rank, precision=precision,\n"
+        "    aux_mlp=aux_mlp, generator=generator, rank=rank, block=block, precision=precision,\n"
         "    train_fraction=train_fraction, noise=noise,\n"
         "    snr_db=AVMNISTConfig.snr_db if snr_db is None else snr_db,\n"
         "    pca_energy=AVMNISTConfig.pca_energy if pca_energy is None else pca_energy,\n"

@@ -184,3 +184,32 @@ def test_code_hash_skips_modules_that_points_never_run(tmp_path):
     # Only the top-level module is skipped: a file of that name in a subpackage counts.
     (package / "sub" / NOT_RUN_BY_POINTS[0]).write_text("def timing():\n    return 1\n")
     assert code_version_hash(tmp_path / "square.ipynb", package) != before
+
+
+def test_grids_run_every_product_once(tmp_path):
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(
+        "name: union\nnotebook: notebooks/avmnist_train.ipynb\nresults: out\n"
+        "parameters: {epochs: 1}\n"
+        "grids:\n  - {model: [lf, hyperfuse], seed: [0]}\n  - {model: [hyperfuse], seed: [0, 1]}\n"
+    )
+    from hfcore.data.paths import REPO_ROOT
+
+    spec = load_spec(spec_file, root=REPO_ROOT)
+    points = expand(spec, code_hash="0" * 16)
+    combos = [(p.parameters["model"], p.parameters["seed"]) for p in points]
+    assert combos == [("lf", 0), ("hyperfuse", 0), ("hyperfuse", 1)]  # (hyperfuse, 0) listed once
+    assert all(p.parameters["epochs"] == 1 for p in points)
+
+
+def test_grids_entries_are_checked(tmp_path):
+    spec_file = tmp_path / "spec.yaml"
+    base = "name: bad\nnotebook: notebooks/avmnist_train.ipynb\nresults: out\nparameters: {seed: 0}\n"
+    from hfcore.data.paths import REPO_ROOT
+
+    spec_file.write_text(base + "grids: {model: [lf]}\n")
+    with pytest.raises(ValueError, match="grids must be a list"):
+        load_spec(spec_file, root=REPO_ROOT)
+    spec_file.write_text(base + "grids:\n  - {seed: [1, 2]}\n")
+    with pytest.raises(ValueError, match="appear both in grid and in parameters"):
+        load_spec(spec_file, root=REPO_ROOT)

@@ -1,0 +1,52 @@
+"""Refiner fusion (Refnet): Sankaran et al., "Multimodal Fusion Refiner Networks", 2021.
+
+A fusion module maps the unimodal embeddings to a fused embedding, and a refiner, one small
+decoder per modality, reconstructs each unimodal embedding from the fused one. The refiner's
+loss asks the fused embedding to keep what every modality holds, and is added to the task
+loss in training; at inference the refiner is unused.
+
+Our reading: the fusion is a Linear + ReLU layer of the concatenated embeddings; each
+refiner is a two-layer MLP; and the refiner loss is the mean over modalities of
+``1 - cos(R_m(z_f), z_m)``. The cosine is scale-free, so the loss cannot be lowered by
+shrinking the unimodal embeddings, which an L2 loss on learned targets would reward. The
+paper's multi-similarity contrastive term for the fused embedding is left out; it needs
+large batches of positives and is not what defines the refiner.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def refiner_loss(reconstructions, targets) -> torch.Tensor:
+    """Return the mean over modalities of ``mean(1 - cos(reconstruction, target))``."""
+    terms = [(1 - F.cosine_similarity(r.float(), t.float(), dim=1)).mean() for r, t in zip(reconstructions, targets)]
+    return torch.stack(terms).mean()
+
+
+class RefinerFusion(nn.Module):
+    """``(batch, d_p), (batch, d_a) -> (batch, fused_dim)``, with the refiner loss in training."""
+
+    def __init__(self, primary_dim: int, aux_dim: int, fused_dim: int = 128, refine_weight: float = 1.0):
+        super().__init__()
+        self.out_dim = fused_dim
+        self.refine_weight = refine_weight
+        self.fuse = nn.Sequential(nn.Linear(primary_dim + aux_dim, fused_dim), nn.ReLU())
+        self.primary_refiner = nn.Sequential(nn.Linear(fused_dim, fused_dim), nn.ReLU(), nn.Linear(fused_dim, primary_dim))
+        self.aux_refiner = nn.Sequential(nn.Linear(fused_dim, fused_dim), nn.ReLU(), nn.Linear(fused_dim, aux_dim))
+        self._cache = None
+
+    def forward(self, z_p: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
+        fused = self.fuse(torch.cat([z_p, z_a], dim=1))
+        if self.training:
+            self._cache = ((self.primary_refiner(fused), self.aux_refiner(fused)), (z_p, z_a))
+        else:
+            self._cache = None
+        return fused
+
+    def training_loss(self, loss, labels, x_p, x_a):
+        if self._cache is None:
+            raise RuntimeError("Refnet: run a forward pass in training mode before asking for its loss")
+        return loss + self.refine_weight * refiner_loss(*self._cache)
