@@ -137,6 +137,53 @@ SUMMARY = notebook([
     new_code_cell("frame.sort_values([\"model\", \"seed\"]).round(2)"),
 ])
 
+COMPARISON = notebook([
+    new_markdown_cell(
+        "# AV-MNIST: fusion baselines and HyperFuse block variants\n\n"
+        "Reads the results of `experiments/avmnist_baselines.yaml`. Every model had the same tuning "
+        "budget: three learning rates on seed 0, chosen by validation accuracy. The chosen rate was "
+        "then run on 5 seeds. Each model is compared with HyperFuse seed by seed (same data order and "
+        "initialisation seed), with a 95% t interval of the mean difference. The paper's numbers are "
+        "from its Tables 1, 7 and 10. Nothing is retrained here."
+    ),
+    parameters(
+        "results_dir = None          # folder of results files (None: results/avmnist/baselines/runs)\n"
+        "output_dir = None           # where comparison.md, comparison.csv and tuning.csv go\n"
+        "figure_path = None          # baselines figure (None: figures/avmnist_baselines.png)\n"
+        "blocks_figure_path = None   # block variants figure (None: figures/avmnist_blocks.png)"
+    ),
+    new_code_cell(
+        "from pathlib import Path\n\n"
+        "from hfcore.comparison import (\n"
+        "    comparison_frame, comparison_table, format_comparison, plot_comparison, split_table, tuning_table,\n"
+        "    write_comparison,\n"
+        ")\n"
+        "from hfcore.data.paths import REPO_ROOT\n"
+        "from hfcore.summary import save_figure\n\n"
+        "output_dir = Path(output_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"baselines\")\n"
+        "results_dir = Path(results_dir or output_dir / \"runs\")\n"
+        "figures = REPO_ROOT / \"figures\"\n"
+        "figure_path = Path(figure_path or figures / \"avmnist_baselines.png\")\n"
+        "blocks_figure_path = Path(blocks_figure_path or figures / \"avmnist_blocks.png\")\n"
+        "frame = comparison_frame(results_dir)\n"
+        "table = comparison_table(frame)\n"
+        "baselines, blocks = split_table(table)\n"
+        "write_comparison(table, tuning_table(frame), output_dir)\n"
+        "print(format_comparison(baselines))"
+    ),
+    new_code_cell(
+        "save_figure(plot_comparison(frame, baselines, title=\"AV-MNIST: fusion baselines\"), figure_path);"
+    ),
+    new_markdown_cell("The block variants of the paper's appendix E.1, against the base block:"),
+    new_code_cell(
+        "print(format_comparison(blocks))\n"
+        "save_figure(plot_comparison(frame, blocks, title=\"AV-MNIST: HyperFuse block variants\"), blocks_figure_path);"
+    ),
+    new_markdown_cell("Validation accuracy (%) of every tuning run (seed 0), by learning rate:"),
+    new_code_cell("tuning_table(frame)"),
+])
+
 if __name__ == "__main__":
     nbformat.write(TRAIN, NOTEBOOKS / "avmnist_train.ipynb")
     nbformat.write(SUMMARY, NOTEBOOKS / "avmnist_summary.ipynb")
+    nbformat.write(COMPARISON, NOTEBOOKS / "avmnist_comparison.ipynb")

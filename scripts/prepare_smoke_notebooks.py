@@ -25,6 +25,9 @@ def smoke_parameters(folder: Path) -> dict[str, dict]:
                                 "results_dir": runs, "run_name": "smoke-hyperfuse", "progress": False},
         "avmnist_summary.ipynb": {"results_dir": runs, "output_dir": str(folder / "results"),
                                   "figure_path": str(folder / "figures" / "avmnist_smoke.png")},
+        "avmnist_comparison.ipynb": {"results_dir": runs, "output_dir": str(folder / "results"),
+                                     "figure_path": str(folder / "figures" / "comparison_smoke.png"),
+                                     "blocks_figure_path": str(folder / "figures" / "blocks_smoke.png")},
     }
 
 
