@@ -43,11 +43,23 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
 
     train = commands.add_parser("train", help="train one AV-MNIST model; runs data parallel under torchrun")
-    train.add_argument("--model", required=True, help="model name (image_only, audio_only, lf, hyperfuse, ...)")
+    train.add_argument("--model", required=True,
+                       help="model name: hyperfuse, lf, image_only, audio_only, or a baseline (lfn, lmf, mfm, gb, "
+                            "mbt, mfas, refnet, film, mag, dynamic_mlp_c); an unknown name lists them all")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=int, default=12)
     train.add_argument("--batch-size", type=int, default=64, help="global batch size, split across processes")
+    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    train.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default: %(default)s)")
     train.add_argument("--hidden-dim", type=int, default=64, help="HyperFuse bottleneck width")
+    train.add_argument("--num-blocks", type=int, default=1, help="stacked HyperFuse blocks")
+    train.add_argument("--fusion-position", type=int,
+                       help="primary-encoder layers before the HyperFuse blocks (default: after the encoder)")
+    train.add_argument("--primary", default="image", help="primary modality: image or audio")
+    train.add_argument("--generator", default="full", help="HyperFuse generator: full (the paper's) or factorized")
+    train.add_argument("--rank", type=int, help="rank of the factorized generator (default: the bottleneck width)")
+    train.add_argument("--block", default="base", help="HyperFuse block: base, or the appendix variants I, II, III, IV")
+    train.add_argument("--precision", default="float32", help="float32, or bfloat16 autocast")
     train.add_argument("--train-fraction", type=float, default=1.0)
     train.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
     train.add_argument("--cache-dir", help="folder of built datasets (default: HYPERFUSE_CACHE or cache/)")
@@ -105,8 +117,16 @@ def run_command(args: argparse.Namespace) -> int:
     elif args.command == "train":
         from .experiments import run_avmnist
 
+        if not args.lr > 0:
+            raise ValueError(f"--lr must be positive, got {args.lr}")
+        if not args.weight_decay >= 0:
+            raise ValueError(f"--weight-decay must be 0 or positive, got {args.weight_decay}")
+
         record = run_avmnist(model=args.model, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
-                             hidden_dim=args.hidden_dim, train_fraction=args.train_fraction, data_dir=args.data_dir,
+                             lr=args.lr, weight_decay=args.weight_decay, hidden_dim=args.hidden_dim,
+                             num_blocks=args.num_blocks, fusion_position=args.fusion_position, primary=args.primary,
+                             generator=args.generator, rank=args.rank, block=args.block, precision=args.precision,
+                             train_fraction=args.train_fraction, data_dir=args.data_dir,
                              cache_dir=args.cache_dir, results_dir=args.results_dir,
                              checkpoint_dir=args.checkpoint_dir, run_name=args.run_name, overwrite=args.overwrite,
                              progress=False)

@@ -30,3 +30,35 @@ def test_calibrate_accepts_empty_setting_lists(monkeypatch):
     assert received["snr_values"] == [-8.0, -12.0]
     assert received["pca_energies"] == []
     assert received["seeds"] == [0]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--model", "mfm", "--block", "II"], "applies to model='hyperfuse' only"),
+        (["--model", "hyperfuse", "--block", "V"], "block must be one of"),
+        (["--model", "hyperfuse", "--weight-decay", "-0.1"], "--weight-decay must be 0 or positive, got -0.1"),
+        (["--model", "hyperfuse", "--lr", "0"], "--lr must be positive, got 0.0"),
+        (["--model", "fusionnet"], "unknown model 'fusionnet'; valid names: audio_only, dynamic_mlp_c"),
+    ],
+)
+def test_train_rejects_bad_options_before_loading_data(tmp_path, capsys, options, message):
+    status = main(["train", *options, "--data-dir", str(tmp_path / "missing"), "--results-dir", str(tmp_path)])
+    assert status == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_passes_every_option_to_the_run(monkeypatch, tmp_path):
+    from hfcore import experiments
+
+    received = {}
+    monkeypatch.setattr(experiments, "run_avmnist", lambda **kwargs: received.update(kwargs) or {
+        "run_name": "r", "metrics": {"test_accuracy": 0.5, "best_epoch": 1}})
+    argv = ["train", "--model", "hyperfuse", "--lr", "0.002", "--weight-decay", "0.01", "--num-blocks", "2",
+            "--fusion-position", "3", "--primary", "audio", "--generator", "factorized", "--rank", "4",
+            "--precision", "bfloat16"]
+    assert main(argv) == 0
+    assert {k: received[k] for k in ("lr", "weight_decay", "num_blocks", "fusion_position", "primary", "generator",
+                                     "rank", "block", "precision")} == {
+        "lr": 0.002, "weight_decay": 0.01, "num_blocks": 2, "fusion_position": 3, "primary": "audio",
+        "generator": "factorized", "rank": 4, "block": "base", "precision": "bfloat16"}
