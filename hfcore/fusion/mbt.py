@@ -7,10 +7,10 @@ tokens join each stream's layer: each stream attends over its own tokens plus th
 bottleneck, and the bottleneck's updates from the two streams are averaged. The streams
 exchange information only through these tokens.
 
-Our reading for AV-MNIST, where the encoders are LeNets rather than ViTs: the tokens are the
-positions of a LeNet feature map (by default image layer 2 and audio layer 4, each 7 x 7, so
-49 tokens per modality), projected to ``dim`` and given a learned position embedding and a
-class token. The transformer replaces the remaining encoder layers. The output is the average
+Our reading for AV-MNIST, where the encoders are LeNets rather than ViTs. The tokens are the
+positions of a LeNet feature map: by default image layer 2 and audio layer 4, each 7 x 7, so
+49 tokens per modality. Each token is projected to ``dim``, and each stream gets a learned
+position embedding and a class token. The transformer replaces the remaining encoder layers. The output is the average
 of the two streams' final class tokens, after a LayerNorm; MBT averages per-stream logits,
 which for a linear head is the same.
 """

@@ -2,8 +2,8 @@
 
 A fusion module maps the unimodal embeddings to a fused embedding, and a refiner, one small
 decoder per modality, reconstructs each unimodal embedding from the fused one. The refiner's
-loss asks the fused embedding to keep what every modality holds, and is added to the task
-loss in training; at inference the refiner is unused.
+loss rewards a fused embedding that keeps the information of every modality. It is added to
+the task loss in training, and the refiner is unused at inference.
 
 Our reading: the fusion is a Linear + ReLU layer of the concatenated embeddings; each
 refiner is a two-layer MLP; and the refiner loss is the mean over modalities of

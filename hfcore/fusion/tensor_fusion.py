@@ -2,7 +2,7 @@
 Analysis", EMNLP 2017.
 
 Each embedding is extended by a constant 1 and the fused feature is their outer product,
-flattened: ``vec([1, z_p] (x) [1, z_a])``. It holds the constant, both unimodal embeddings
+flattened: ``vec([1, z_p] (x) [1, z_a])``. It contains the constant, both unimodal embeddings
 and every pairwise product ``z_p[i] * z_a[j]``, so a linear layer on top of it can weight
 unimodal and bimodal terms freely. Its width is ``(d_p + 1) * (d_a + 1)`` (9,457 for the
 AV-MNIST LeNets), and the head's first layer carries most of the parameters.
