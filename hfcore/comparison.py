@@ -241,3 +241,19 @@ def write_comparison(table: pd.DataFrame, tuning: pd.DataFrame, output_dir: str 
             temporary.write_text(text)
         written.append(path)
     return written
+
+
+def seed_grids(selection: dict[str, float], seeds: tuple[int, ...] = (1, 2, 3, 4)) -> list[dict[str, list]]:
+    """Return the spec ``grids`` entries that run ``seeds`` at each configuration's chosen rate.
+
+    Entries are ordered seed first, so that a grid cut short leaves every model with the same
+    number of seeds. Paste them under ``grids:`` in ``experiments/avmnist_baselines.yaml``.
+    """
+    order = {name: i for i, name in enumerate(ORDER)}
+    configs = sorted(selection, key=lambda c: (order.get(c, len(order)), c))
+    entries = []
+    for seed in seeds:
+        for config in configs:
+            model, _, block = config.partition("/")
+            entries.append({"model": [model], "block": [block or "base"], "lr": [selection[config]], "seed": [seed]})
+    return entries

@@ -98,3 +98,15 @@ def test_write_comparison_splits_baselines_and_block_variants(tmp_path):
     baselines, blocks = (tmp_path / "comparison.md").read_text().split("## HyperFuse block variants")
     assert "| LF |" in baselines and "Block III" not in baselines
     assert "| HyperFuse Block III |" in blocks and "| HyperFuse |" in blocks and "| LF |" not in blocks
+
+
+def test_seed_grids_run_each_chosen_rate_seed_by_seed():
+    from hfcore.comparison import seed_grids
+
+    entries = seed_grids({"lf": 0.002, "hyperfuse/II": 0.0005, "hyperfuse": 0.001}, seeds=(1, 2))
+    assert entries[:3] == [
+        {"model": ["hyperfuse"], "block": ["base"], "lr": [0.001], "seed": [1]},
+        {"model": ["lf"], "block": ["base"], "lr": [0.002], "seed": [1]},
+        {"model": ["hyperfuse"], "block": ["II"], "lr": [0.0005], "seed": [1]},
+    ]
+    assert [e["seed"] for e in entries] == [[1]] * 3 + [[2]] * 3
