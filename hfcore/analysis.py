@@ -1,0 +1,242 @@
+"""Analyses of trained models: EMAP, corruption sensitivity, embedding distances, generated weights.
+
+Every function takes a trained ``MultimodalModel`` (or its outputs) and returns numbers;
+the notebooks in ``notebooks/`` draw the figures. Nothing here trains a model.
+
+- EMAP (Hessel and Lee, "Does my multimodal model learn cross-modal interactions? It's
+  harder to tell than you might think!", EMNLP 2020): the best additive approximation of a
+  model's logits. The gap between the model's accuracy and its projection's accuracy
+  measures how much the model relies on cross-modal interactions.
+- Corruption sensitivity (HyperFuse paper, appendix E.2): the accuracy lost when the
+  auxiliary input comes from a sample of another class, or carries Gaussian noise.
+- Embedding distances (HyperFuse paper, figures 4 and 10): the mean distance between the
+  embeddings of each pair of classes, with scale-free versions beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+def emap(pair_logits: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Return the additive projection of ``pair_logits`` on the matched pairs.
+
+    ``pair_logits[i, j]`` are the logits ``f(primary_i, auxiliary_j)``, shape ``(n, n, classes)``.
+    The projection of sample ``i`` is, per logit,
+    ``mean_j f(p_i, a_j) + mean_j f(p_j, a_i) - mean_{j,k} f(p_j, a_k)``; shape ``(n, classes)``.
+    """
+    f = torch.as_tensor(pair_logits, dtype=torch.float64)
+    if f.dim() != 3 or f.shape[0] != f.shape[1]:
+        raise ValueError(f"pair_logits must have shape (n, n, classes), got {tuple(f.shape)}")
+    return f.mean(dim=1) + f.mean(dim=0) - f.mean(dim=(0, 1))
+
+
+def _take(features, index: torch.Tensor):
+    # Encoded features are a tensor, or a list of tensors for models that tap several layers.
+    if features is None:
+        return None
+    if isinstance(features, (list, tuple)):
+        return [f[index] for f in features]
+    return features[index]
+
+
+@torch.no_grad()
+def pair_logits(model: nn.Module, x_p: torch.Tensor, x_a: torch.Tensor, *, batch_size: int = 4096) -> torch.Tensor:
+    """Return ``f(primary_i, auxiliary_j)`` for every pair, shape ``(n, n, classes)``.
+
+    Each modality is encoded once (``model.encode``), and only the fusion and the head
+    (``model.fuse``) run on the ``n^2`` pairs, ``batch_size`` pairs at a time. This is exact
+    because the encoders see one modality each and are in evaluation mode.
+    """
+    model.eval()
+    n = len(x_p)
+    if len(x_a) != n:
+        raise ValueError(f"x_p and x_a must hold the same number of samples, got {n} and {len(x_a)}")
+    h_p, z_a = model.encode(x_p, x_a)
+    rows = []
+    for start in range(0, n * n, batch_size):
+        flat = torch.arange(start, min(start + batch_size, n * n))
+        rows.append(model.fuse(_take(h_p, flat // n), _take(z_a, flat % n)).float())
+    return torch.cat(rows).view(n, n, -1)
+
+
+@torch.no_grad()
+def pair_logits_full_model(model: nn.Module, x_p: torch.Tensor, x_a: torch.Tensor, *, batch_size: int = 500):
+    """Return the same as ``pair_logits`` by running the whole model on every pair (slow; a reference)."""
+    model.eval()
+    n = len(x_p)
+    rows = []
+    for start in range(0, n * n, batch_size):
+        flat = torch.arange(start, min(start + batch_size, n * n))
+        rows.append(model(x_p[flat // n], x_a[flat % n]).float())
+    return torch.cat(rows).view(n, n, -1)
+
+
+def emap_gap(pair: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Return the model's accuracy on the matched pairs, its projection's accuracy and the gap (%)."""
+    labels = torch.as_tensor(labels)
+    index = torch.arange(len(labels))
+    model_accuracy = 100 * float((pair[index, index].argmax(1) == labels).float().mean())
+    projection_accuracy = 100 * float((emap(pair).argmax(1) == labels).float().mean())
+    return {"model_accuracy": model_accuracy, "projection_accuracy": projection_accuracy,
+            "gap": model_accuracy - projection_accuracy}
+
+
+def wrong_auxiliary_index(labels: Sequence[int] | torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Return, for each sample, the index of a random sample of another class.
+
+    Raises ValueError when every sample has the same class (no wrong partner exists).
+    """
+    labels = torch.as_tensor(labels)
+    if len(torch.unique(labels)) < 2:
+        raise ValueError("wrong_auxiliary_index needs at least two classes in labels")
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.empty(len(labels), dtype=torch.long)
+    for value in torch.unique(labels):
+        own = torch.nonzero(labels == value).squeeze(1)
+        others = torch.nonzero(labels != value).squeeze(1)
+        index[own] = others[torch.randint(len(others), (len(own),), generator=generator)]
+    return index
+
+
+def add_gaussian_noise(x: torch.Tensor, std: float, seed: int = 0) -> torch.Tensor:
+    """Return ``x`` plus Gaussian noise of standard deviation ``std`` (inputs are standardised,
+    so ``std`` is relative to the input's own scale)."""
+    if std < 0:
+        raise ValueError(f"std must be 0 or positive, got {std}")
+    generator = torch.Generator().manual_seed(seed)
+    return x + std * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, x_p: torch.Tensor, x_a: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
+    model.eval()
+    correct = 0
+    for start in range(0, len(labels), batch_size):
+        stop = start + batch_size
+        logits = model(x_p[start:stop], x_a[start:stop])
+        correct += int((logits.argmax(1) == labels[start:stop]).sum())
+    return 100 * correct / len(labels)
+
+
+def corruption_sensitivity(
+    model: nn.Module,
+    x_p: torch.Tensor,
+    x_a: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    noise_stds: Sequence[float] = (0.5, 1.0, 2.0),
+    seed: int = 0,
+    batch_size: int = 500,
+) -> dict[str, float]:
+    """Return test accuracy (%) clean, with the auxiliary input of another class, and with
+    Gaussian noise of each standard deviation in ``noise_stds`` on the auxiliary input.
+
+    Keys: ``clean``, ``wrong_auxiliary``, ``noise_<std>``; and ``drop_<key>`` = clean minus each.
+    """
+    labels = torch.as_tensor(labels)
+    results = {"clean": _accuracy(model, x_p, x_a, labels, batch_size)}
+    wrong = wrong_auxiliary_index(labels, seed)
+    results["wrong_auxiliary"] = _accuracy(model, x_p, x_a[wrong], labels, batch_size)
+    for std in noise_stds:
+        results[f"noise_{std:g}"] = _accuracy(model, x_p, add_gaussian_noise(x_a, std, seed), labels, batch_size)
+    for key in [k for k in results if k != "clean"]:
+        results[f"drop_{key}"] = results["clean"] - results[key]
+    return results
+
+
+@torch.no_grad()
+def head_inputs(model: nn.Module, x_p: torch.Tensor, x_a: torch.Tensor | None, *, batch_size: int = 500) -> torch.Tensor:
+    """Return the fused embedding that the model's head receives, for every sample."""
+    model.eval()
+    outputs = []
+    for start in range(0, len(x_p), batch_size):
+        stop = start + batch_size
+        features = model.encode(x_p[start:stop], None if x_a is None else x_a[start:stop])
+        outputs.append(_head_input(model, *features).float())
+    return torch.cat(outputs)
+
+
+def _head_input(model: nn.Module, h_p, z_a) -> torch.Tensor:
+    # MultimodalModel.fuse without its last step, the head.
+    position = getattr(model, "fusion_position", None)
+    if isinstance(h_p, (list, tuple)) or position is None:
+        return model.fusion(h_p, z_a)
+    fused = model.fusion(h_p.flatten(1), z_a).view_as(h_p)
+    return model.primary_encoder(fused, position, None)
+
+
+def class_distance_matrix(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None):
+    """Return the ``(classes, classes)`` mean Euclidean distance between embeddings of two classes.
+
+    The diagonal is the mean distance between distinct samples of the same class.
+    """
+    embeddings = torch.as_tensor(embeddings, dtype=torch.float64)
+    labels = torch.as_tensor(labels)
+    num_classes = num_classes or int(labels.max()) + 1
+    distances = torch.cdist(embeddings, embeddings)
+    matrix = torch.full((num_classes, num_classes), float("nan"), dtype=torch.float64)
+    for a in range(num_classes):
+        for b in range(num_classes):
+            block = distances[labels == a][:, labels == b]
+            if a == b:
+                n = block.shape[0]
+                if n > 1:
+                    matrix[a, b] = block.sum() / (n * (n - 1))  # the zero self-distances left out
+            elif block.numel():
+                matrix[a, b] = block.mean()
+    return matrix
+
+
+def separation_ratio(matrix: torch.Tensor) -> float:
+    """Return the mean between-class distance over the mean within-class distance.
+
+    It does not change when the embeddings are scaled, so models of different scales compare
+    fairly. Above 1, the classes lie further from each other than their samples do from one
+    another.
+    """
+    matrix = torch.as_tensor(matrix)
+    off = ~torch.eye(len(matrix), dtype=torch.bool)
+    return float(matrix[off].nanmean() / torch.diagonal(matrix).nanmean())
+
+
+def normalised_distances(matrix: torch.Tensor) -> torch.Tensor:
+    """Return ``matrix`` divided by its mean within-class distance (scale-free heatmap)."""
+    matrix = torch.as_tensor(matrix)
+    return matrix / torch.diagonal(matrix).nanmean()
+
+
+def relative_error(accuracies: Sequence[float]) -> np.ndarray:
+    """Return each setting's error over the smallest error among them (1 is the best setting).
+
+    This is the normalisation of the HyperFuse paper's figure 11, with accuracies in %.
+    """
+    errors = 100 - np.asarray(accuracies, dtype=float)
+    if np.any(errors <= 0):
+        raise ValueError("relative_error needs accuracies below 100%")
+    return errors / errors.min()
+
+
+@torch.no_grad()
+def generated_matrices(model: nn.Module, x_a: torch.Tensor, *, block: int = 0) -> torch.Tensor:
+    """Return the ``(n, h, h)`` matrices that HyperFuse block ``block`` generates for ``x_a``."""
+    fusion = model.fusion
+    if not hasattr(fusion, "blocks") or not hasattr(fusion.blocks[block], "generate_weights"):
+        raise ValueError("generated_matrices needs a HyperFuse model with the base block")
+    model.eval()
+    z_a = model.auxiliary_encoder(x_a)
+    return fusion.blocks[block].generate_weights(z_a)
+
+
+def mean_matrix_per_class(matrices: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None):
+    """Return the mean generated matrix of each class, shape ``(classes, h, h)``."""
+    labels = torch.as_tensor(labels)
+    num_classes = num_classes or int(labels.max()) + 1
+    return torch.stack([matrices[labels == c].mean(0) for c in range(num_classes)])
