@@ -15,10 +15,14 @@ the notebooks in ``notebooks/`` draw the figures. Nothing here trains a model.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -240,3 +244,201 @@ def mean_matrix_per_class(matrices: torch.Tensor, labels: torch.Tensor, num_clas
     labels = torch.as_tensor(labels)
     num_classes = num_classes or int(labels.max()) + 1
     return torch.stack([matrices[labels == c].mean(0) for c in range(num_classes)])
+
+
+# ----------------------------------------------------------------------------- trained runs
+
+
+def load_trained_model(record: dict, checkpoint_dir: str | Path | None = None) -> nn.Module:
+    """Rebuild the model of a results ``record`` and load its selected weights (``<run_name>.best.pt``)."""
+    from .data.paths import REPO_ROOT
+    from .models import build_model
+
+    path = Path(checkpoint_dir or REPO_ROOT / "checkpoints") / f"{record['run_name']}.best.pt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no weights for run {record['run_name']} at {path}; the training run writes them there. "
+            "Rerun it (python -m hfcore run SPEC --force) or pass the checkpoint_dir it used"
+        )
+    model = build_model(record["model"], **record["model_options"])
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()
+
+
+def split_inputs(split, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Return ``(x_p, x_a, labels)`` of a dataset split as float32 tensors, in the model's modality order."""
+    x_p = torch.as_tensor(getattr(split, model.primary_modality)).float()
+    aux = getattr(model, "auxiliary_modality", None)
+    x_a = None if aux is None else torch.as_tensor(getattr(split, aux)).float()
+    return x_p, x_a, torch.as_tensor(split.label).long()
+
+
+def evenly_spaced(n_total: int, n: int) -> torch.Tensor:
+    """Return ``n`` evenly spaced indices into ``range(n_total)`` (all of them when ``n >= n_total``)."""
+    if n >= n_total:
+        return torch.arange(n_total)
+    return torch.linspace(0, n_total - 1, n).round().long()
+
+
+def analyse_run(
+    record: dict,
+    model: nn.Module,
+    split,
+    *,
+    pair_samples: int = 500,
+    noise_stds: Sequence[float] = (0.5, 1.0, 2.0),
+    seed: int = 0,
+) -> dict:
+    """Return the EMAP gap, corruption sensitivity and class distances of one trained model.
+
+    EMAP uses ``pair_samples`` evenly spaced samples of ``split`` (``pair_samples^2`` pairs);
+    the other analyses use the whole split.
+    """
+    from .comparison import config_name
+
+    started = time.perf_counter()
+    x_p, x_a, labels = split_inputs(split, model)
+    result = {
+        "run_name": record["run_name"],
+        "config": config_name(record["model"], record["parameters"].get("block")),
+        "model": record["model"],
+        "seed": record["seed"],
+        "test_accuracy": 100 * record["metrics"]["test_accuracy"],
+        "parameters": {"pair_samples": pair_samples, "noise_stds": list(noise_stds), "seed": seed},
+    }
+    if x_a is not None:
+        index = evenly_spaced(len(labels), pair_samples)
+        result["emap"] = emap_gap(pair_logits(model, x_p[index], x_a[index]), labels[index])
+        result["corruption"] = corruption_sensitivity(model, x_p, x_a, labels, noise_stds=noise_stds, seed=seed)
+    matrix = class_distance_matrix(head_inputs(model, x_p, x_a), labels)
+    result["class_distances"] = matrix.tolist()
+    result["separation_ratio"] = separation_ratio(matrix)
+    result["wall_seconds"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+def analysis_frame(records: list[dict]) -> pd.DataFrame:
+    """Return one row per analysed run: EMAP accuracies and gap, corruption drops, separation."""
+    rows = []
+    for record in records:
+        row = {"config": record["config"], "seed": record["seed"], "test_accuracy": record["test_accuracy"],
+               "separation_ratio": record["separation_ratio"]}
+        for name, value in record.get("emap", {}).items():
+            row[f"emap_{name}"] = value
+        for name, value in record.get("corruption", {}).items():
+            row[name] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def emap_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return per configuration the mean and std over seeds of the EMAP accuracies and gap (%)."""
+    columns = ["emap_model_accuracy", "emap_projection_accuracy", "emap_gap"]
+    table = frame.groupby("config")[columns].agg(["mean", "std"])
+    table.columns = [f"{name}_{stat}" for name, stat in table.columns]
+    return table.assign(seeds=frame.groupby("config")["seed"].nunique())
+
+
+def plot_corruption(frame: pd.DataFrame, configs: Sequence[str] | None = None, labels: dict | None = None):
+    """Bar chart of the accuracy drop under each corruption, mean over seeds with std error bars."""
+    import matplotlib.pyplot as plt
+
+    configs = list(configs or sorted(frame["config"].unique()))
+    kinds = [c for c in frame.columns if c.startswith("drop_")]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(configs) * len(kinds) / 2), 3.8))
+    width = 0.8 / len(kinds)
+    for k, kind in enumerate(kinds):
+        stats_ = frame[frame["config"].isin(configs)].groupby("config")[kind].agg(["mean", "std"]).reindex(configs)
+        positions = np.arange(len(configs)) + (k - (len(kinds) - 1) / 2) * width
+        name = "auxiliary from another class" if kind == "drop_wrong_auxiliary" else \
+            f"Gaussian noise, std {kind.removeprefix('drop_noise_')}"
+        ax.bar(positions, stats_["mean"], width, yerr=stats_["std"].fillna(0), capsize=2, label=name)
+    ax.set_xticks(range(len(configs)), [(labels or {}).get(c, c) for c in configs], rotation=30, ha="right")
+    ax.set_ylabel("accuracy drop (points)")
+    ax.set_title("Sensitivity to a corrupted auxiliary input (test set)")
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_distance_heatmaps(records: list[dict], configs: Sequence[str], labels: dict | None = None):
+    """Heatmaps of the class distance matrix per configuration (mean over seeds): raw distances on
+    the top row, distances over the mean within-class distance on the bottom row, with the
+    separation ratio in each title."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(configs), figsize=(3.3 * len(configs), 6.2), squeeze=False)
+    for column, config in enumerate(configs):
+        matrices = [torch.tensor(r["class_distances"]) for r in records if r["config"] == config]
+        if not matrices:
+            raise ValueError(f"no analysed runs of {config!r}; analysed: {sorted({r['config'] for r in records})}")
+        matrix = torch.stack(matrices).mean(0)
+        ratio = np.mean([r["separation_ratio"] for r in records if r["config"] == config])
+        name = (labels or {}).get(config, config)
+        for row, (values, what) in enumerate(((matrix, "distance"), (normalised_distances(matrix), "relative"))):
+            ax = axes[row, column]
+            image = ax.imshow(values.numpy(), cmap="viridis")
+            ax.set_title(f"{name}: {what}" + (f"\nseparation {ratio:.2f}" if row == 0 else ""), fontsize=9)
+            ax.set_xticks(range(len(values)))
+            ax.set_yticks(range(len(values)))
+            ax.tick_params(labelsize=7)
+            fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def analyse_runs(
+    runs_dir: str | Path,
+    output_dir: str | Path,
+    dataset,
+    *,
+    configs: Sequence[str] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    split: str = "test",
+    pair_samples: int = 500,
+    noise_stds: Sequence[float] = (0.5, 1.0, 2.0),
+    progress: bool = True,
+) -> list[dict]:
+    """Analyse every run of ``runs_dir`` at its configuration's chosen learning rate.
+
+    The learning rate is chosen as in ``hfcore.comparison`` (validation accuracy on seed 0).
+    ``configs`` limits the configurations (names as in ``hfcore.comparison``, such as ``lf`` or
+    ``hyperfuse/II``). Each analysis is written to ``output_dir/<run_name>.json`` with its
+    provenance; a run analysed before with the same parameters is read back instead of redone.
+    Returns the analysis records.
+    """
+    from tqdm.auto import tqdm
+
+    from .comparison import comparison_frame, select_learning_rates
+    from .results import provenance, read_results, write_json_atomic
+
+    runs = read_results(runs_dir)
+    frame = comparison_frame(runs_dir)
+    selection = select_learning_rates(frame)
+    unknown = sorted(set(configs or []) - set(selection))
+    if unknown:
+        raise ValueError(f"configurations {unknown} have no runs in {runs_dir}; it has {sorted(selection)}")
+    from .comparison import config_name
+
+    chosen = [
+        r for r in runs
+        if (config := config_name(r["model"], r["parameters"].get("block"))) in selection
+        and r["parameters"]["lr"] == selection[config] and (configs is None or config in configs)
+    ]
+    parameters = {"split": split, "pair_samples": pair_samples, "noise_stds": list(noise_stds), "seed": 0}
+    results = []
+    for record in tqdm(chosen, desc="analysing runs", disable=not progress):
+        path = Path(output_dir) / f"{record['run_name']}.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("analysis_parameters") == parameters:
+                results.append(saved)
+                continue
+            logger.info("re-analysing %s: its saved analysis used other parameters", record["run_name"])
+        model = load_trained_model(record, checkpoint_dir)
+        result = analyse_run(record, model, dataset[split], pair_samples=pair_samples, noise_stds=noise_stds)
+        result.update(analysis_parameters=parameters, provenance=provenance())
+        write_json_atomic(path, result, overwrite=path.is_file())
+        results.append(result)
+    return results

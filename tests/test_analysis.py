@@ -23,6 +23,7 @@ from hfcore.analysis import (
     wrong_auxiliary_index,
 )
 from hfcore.models import build_model
+from hfcore.results import read_results
 
 
 def inputs(n, seed=0):
@@ -179,3 +180,50 @@ def test_generated_matrices_and_their_class_means():
     with pytest.raises(ValueError, match="HyperFuse model"):
         generated_matrices(build_model("lf"), x_a)
     assert np.isfinite(means.numpy()).all()
+
+
+def test_analyse_runs_on_trained_fixture_models(fixture_dataset, tmp_path):
+    from hfcore.analysis import analyse_runs, analysis_frame, emap_table, plot_corruption, plot_distance_heatmaps
+    from hfcore.experiments import run_avmnist
+
+    runs, checkpoints = tmp_path / "runs", tmp_path / "checkpoints"
+    for model in ("lf", "hyperfuse"):
+        for seed in (0, 1):
+            run_avmnist(model=model, seed=seed, epochs=1, hidden_dim=8, dataset=fixture_dataset,
+                        results_dir=str(runs), checkpoint_dir=str(checkpoints), progress=False)
+    output = tmp_path / "analysis"
+    records = analyse_runs(runs, output, fixture_dataset, checkpoint_dir=checkpoints, pair_samples=20,
+                           noise_stds=(1.0,), progress=False)
+    assert sorted((r["config"], r["seed"]) for r in records) == [("hyperfuse", 0), ("hyperfuse", 1), ("lf", 0), ("lf", 1)]
+    first = records[0]
+    # EMAP's matched pairs are ordinary predictions: their accuracy is the model's on the same samples.
+    from hfcore.analysis import evenly_spaced, load_trained_model, split_inputs
+
+    model = load_trained_model(next(r for r in read_results(runs) if r["run_name"] == first["run_name"]), checkpoints)
+    x_p, x_a, labels = split_inputs(fixture_dataset["test"], model)
+    index = evenly_spaced(len(labels), 20)
+    direct = 100 * float((model(x_p[index], x_a[index]).argmax(1) == labels[index]).float().mean())
+    assert first["emap"]["model_accuracy"] == pytest.approx(direct)
+    assert first["emap"]["gap"] == pytest.approx(first["emap"]["model_accuracy"] - first["emap"]["projection_accuracy"])
+    assert len(first["class_distances"]) == 10
+    assert (output / f"{first['run_name']}.json").is_file()
+    # A second call reads the saved analyses back instead of recomputing them.
+    mtime = (output / f"{first['run_name']}.json").stat().st_mtime_ns
+    again = analyse_runs(runs, output, fixture_dataset, checkpoint_dir=checkpoints, pair_samples=20,
+                         noise_stds=(1.0,), progress=False)
+    assert (output / f"{first['run_name']}.json").stat().st_mtime_ns == mtime
+    assert [r["run_name"] for r in again] == [r["run_name"] for r in records]
+    frame = analysis_frame(records)
+    table = emap_table(frame)
+    assert list(table["seeds"]) == [2, 2]
+    assert plot_corruption(frame).axes and plot_distance_heatmaps(records, ["hyperfuse", "lf"]).axes
+    with pytest.raises(ValueError, match="have no runs"):
+        analyse_runs(runs, output, fixture_dataset, configs=["mfm"], checkpoint_dir=checkpoints)
+
+
+def test_load_trained_model_names_the_missing_checkpoint(tmp_path):
+    from hfcore.analysis import load_trained_model
+
+    record = {"run_name": "lf-seed0", "model": "lf", "model_options": {}}
+    with pytest.raises(FileNotFoundError, match="no weights for run lf-seed0"):
+        load_trained_model(record, tmp_path)
