@@ -257,3 +257,13 @@ def seed_grids(selection: dict[str, float], seeds: tuple[int, ...] = (1, 2, 3, 4
             model, _, block = config.partition("/")
             entries.append({"model": [model], "block": [block or "base"], "lr": [selection[config]], "seed": [seed]})
     return entries
+
+
+def best_baseline(frame: pd.DataFrame) -> str | None:
+    """Return the non-HyperFuse configuration with the best mean validation accuracy over seeds at
+    its chosen learning rate (test accuracy plays no part), or None when there is none."""
+    runs = selected_runs(frame, select_learning_rates(frame))
+    runs = runs[~runs["config"].str.startswith("hyperfuse")]
+    if runs.empty:
+        return None
+    return str(runs.groupby("config")["val_accuracy"].mean().idxmax())

@@ -183,7 +183,81 @@ COMPARISON = notebook([
     new_code_cell("tuning_table(frame)"),
 ])
 
+ANALYSIS = notebook([
+    new_markdown_cell(
+        "# AV-MNIST: cross-modal interaction, corruption sensitivity, class distances\n\n"
+        "Loads the trained runs of a grid (by default the baseline comparison, at each model's chosen "
+        "learning rate) from their checkpoints and analyses them on the test split:\n\n"
+        "- **EMAP** (Hessel and Lee, 2020): accuracy of the model minus accuracy of its best additive "
+        "projection. A larger gap means more cross-modal interaction (paper Table 9: HyperFuse 1.9, "
+        "best baseline 1.3).\n"
+        "- **Corruption sensitivity** (paper appendix E.2, figures 8 and 9): the accuracy lost when the "
+        "auxiliary input comes from a sample of another class, or carries Gaussian noise.\n"
+        "- **Class distances** (paper figures 4 and 10): the mean distance between the embeddings that "
+        "the head receives, per pair of classes, raw and divided by the mean within-class distance. "
+        "The separation ratio (between over within) is scale-free, so models of different scales "
+        "compare fairly.\n\n"
+        "Each run's analysis is saved, so rerunning redraws the figures without recomputing."
+    ),
+    parameters(
+        "runs_dir = None             # results files of the trained runs (None: results/avmnist/baselines/runs)\n"
+        "configs = None              # configurations to analyse (None: hyperfuse, lf, mfm and the best baseline)\n"
+        "checkpoint_dir = None       # weights of the runs (None: checkpoints/)\n"
+        "output_dir = None           # saved analyses (None: results/avmnist/analysis)\n"
+        "data_dir = None             # folder with mnist/ and fsdd/ (None: HYPERFUSE_DATA or ../shared/data)\n"
+        "cache_dir = None            # built datasets (None: HYPERFUSE_CACHE or cache/)\n"
+        "pair_samples = 500          # test samples for EMAP (pair_samples squared pairs)\n"
+        "noise_stds = [0.5, 1.0, 2.0]  # Gaussian noise levels on the standardised auxiliary input\n"
+        "corruption_figure = None    # None: figures/avmnist_corruption.png\n"
+        "distance_figure = None      # None: figures/avmnist_distances.png\n"
+        "progress = True"
+    ),
+    new_code_cell(
+        "from pathlib import Path\n\n"
+        "import pandas as pd\n\n"
+        "from hfcore.analysis import analyse_runs, analysis_frame, emap_table, plot_corruption, plot_distance_heatmaps\n"
+        "from hfcore.comparison import LABELS, best_baseline, comparison_frame\n"
+        "from hfcore.data.avmnist import load_avmnist\n"
+        "from hfcore.data.paths import REPO_ROOT\n"
+        "from hfcore.summary import save_figure\n\n"
+        "runs_dir = Path(runs_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"baselines\" / \"runs\")\n"
+        "output_dir = Path(output_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"analysis\")\n"
+        "figures = REPO_ROOT / \"figures\"\n"
+        "corruption_figure = Path(corruption_figure or figures / \"avmnist_corruption.png\")\n"
+        "distance_figure = Path(distance_figure or figures / \"avmnist_distances.png\")\n"
+        "frame = comparison_frame(runs_dir)\n"
+        "available = set(frame[\"config\"])\n"
+        "baseline = best_baseline(frame)\n"
+        "if configs is None:\n"
+        "    configs = [c for c in dict.fromkeys([\"hyperfuse\", \"lf\", \"mfm\", baseline]) if c in available]\n"
+        "print(\"configurations:\", configs, \"| best baseline on validation:\", baseline)"
+    ),
+    new_code_cell(
+        "dataset = load_avmnist(data_dir, cache_dir=cache_dir)\n"
+        "records = analyse_runs(runs_dir, output_dir / \"runs\", dataset, configs=configs, checkpoint_dir=checkpoint_dir,\n"
+        "                       pair_samples=pair_samples, noise_stds=noise_stds, progress=progress)\n"
+        "results = analysis_frame(records)\n"
+        "results.to_csv(output_dir / \"analysis.csv\", index=False)"
+    ),
+    new_markdown_cell("EMAP: accuracy of the model and of its additive projection on the matched test pairs (%)."),
+    new_code_cell(
+        "table = emap_table(results).round(2)\n"
+        "table.index = [LABELS.get(c, c) for c in table.index]\n"
+        "table"
+    ),
+    new_code_cell(
+        "fig = plot_corruption(results, configs, LABELS)\n"
+        "save_figure(fig, corruption_figure);"
+    ),
+    new_code_cell(
+        "heatmap_configs = [c for c in (\"hyperfuse\", \"mfm\", \"lf\") if c in set(results[\"config\"])]\n"
+        "fig = plot_distance_heatmaps(records, heatmap_configs, LABELS)\n"
+        "save_figure(fig, distance_figure);"
+    ),
+])
+
 if __name__ == "__main__":
     nbformat.write(TRAIN, NOTEBOOKS / "avmnist_train.ipynb")
     nbformat.write(SUMMARY, NOTEBOOKS / "avmnist_summary.ipynb")
     nbformat.write(COMPARISON, NOTEBOOKS / "avmnist_comparison.ipynb")
+    nbformat.write(ANALYSIS, NOTEBOOKS / "avmnist_analysis.ipynb")

@@ -28,6 +28,10 @@ def smoke_parameters(folder: Path) -> dict[str, dict]:
         "avmnist_comparison.ipynb": {"results_dir": runs, "output_dir": str(folder / "results"),
                                      "figure_path": str(folder / "figures" / "comparison_smoke.png"),
                                      "blocks_figure_path": str(folder / "figures" / "blocks_smoke.png")},
+        "avmnist_analysis.ipynb": {**common, "runs_dir": runs, "output_dir": str(folder / "results" / "analysis"),
+                                   "pair_samples": 20, "progress": False,
+                                   "corruption_figure": str(folder / "figures" / "corruption_smoke.png"),
+                                   "distance_figure": str(folder / "figures" / "distances_smoke.png")},
     }
 
 

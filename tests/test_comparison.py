@@ -110,3 +110,17 @@ def test_seed_grids_run_each_chosen_rate_seed_by_seed():
         {"model": ["hyperfuse"], "block": ["II"], "lr": [0.0005], "seed": [1]},
     ]
     assert [e["seed"] for e in entries] == [[1]] * 3 + [[2]] * 3
+
+
+def test_best_baseline_is_chosen_on_validation(tmp_path):
+    from hfcore.comparison import best_baseline
+
+    for seed in (0, 1):
+        write_run(tmp_path, "hyperfuse", 0.001, seed, test=90, val=90)
+        write_run(tmp_path, "lf", 0.001, seed, test=80, val=75)
+        write_run(tmp_path, "mfm", 0.001, seed, test=60, val=76)  # better validation, worse test
+    assert best_baseline(comparison_frame(tmp_path)) == "mfm"
+    only_hyperfuse = tmp_path / "hf"
+    only_hyperfuse.mkdir()
+    write_run(only_hyperfuse, "hyperfuse", 0.001, 0, test=90, val=90)
+    assert best_baseline(comparison_frame(only_hyperfuse)) is None
