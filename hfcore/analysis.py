@@ -442,3 +442,56 @@ def analyse_runs(
         write_json_atomic(path, result, overwrite=path.is_file())
         results.append(result)
     return results
+
+
+def explained_by_class(matrices: torch.Tensor, labels: torch.Tensor) -> float:
+    """Return the fraction of the generated matrices' variance that the class explains.
+
+    The between-class sum of squares over the total sum of squares, pooled over all entries
+    (the R^2 of predicting each matrix by its class mean). 0 means that the generated weights
+    do not depend on the class of the auxiliary input; 1 means that they depend on nothing else.
+    """
+    matrices = torch.as_tensor(matrices, dtype=torch.float64).flatten(1)
+    labels = torch.as_tensor(labels)
+    centred = matrices - matrices.mean(0)
+    total = float((centred**2).sum())
+    if total == 0:
+        raise ValueError("the generated matrices are all equal: their variance is zero")
+    between = 0.0
+    for value in torch.unique(labels):
+        members = centred[labels == value]
+        between += len(members) * float((members.mean(0) ** 2).sum())
+    return between / total
+
+
+def plot_class_matrices(means: torch.Tensor, *, title: str = "Generated matrix W by spoken digit"):
+    """Draw the mean generated matrix over all classes, then each class's mean minus it.
+
+    The shared part of W (the generator's bias and what all inputs have in common) is usually
+    much larger than what differs between classes, so the class panels show the differences, on
+    their own symmetric colour scale.
+    """
+    import matplotlib.pyplot as plt
+
+    means = torch.as_tensor(means)
+    overall = means.mean(0)
+    deviations = means - overall
+    panels = [("mean over all digits", overall)] + [(f"digit {i} minus the mean", d) for i, d in enumerate(deviations)]
+    columns = 6
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.4 * rows + 0.6), squeeze=False)
+    overall_limit = float(overall.abs().max())
+    deviation_limit = float(deviations.abs().max())
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index >= len(panels):
+            continue
+        name, matrix = panels[index]
+        limit = overall_limit if index == 0 else deviation_limit
+        image = ax.imshow(matrix.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(name, fontsize=8)
+        if index in (0, 1):
+            fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

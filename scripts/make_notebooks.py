@@ -256,8 +256,75 @@ ANALYSIS = notebook([
     ),
 ])
 
+WEIGHTS = notebook([
+    new_markdown_cell(
+        "# What the hypernetwork generates\n\n"
+        "HyperFuse conditions the primary pathway by generating, from the auxiliary input, the weight "
+        "matrix W of a layer. This notebook loads a trained HyperFuse model and shows W for the test "
+        "spectrograms: the mean W of each spoken digit, how much of W's variation the digit explains, "
+        "and, interactively, W for any single test sample."
+    ),
+    parameters(
+        "run_name = None             # a HyperFuse run in runs_dir (None: seed 0 at the chosen learning rate)\n"
+        "runs_dir = None             # results files (None: results/avmnist/baselines/runs)\n"
+        "checkpoint_dir = None       # weights of the runs (None: checkpoints/)\n"
+        "data_dir = None             # folder with mnist/ and fsdd/ (None: HYPERFUSE_DATA or ../shared/data)\n"
+        "cache_dir = None            # built datasets (None: HYPERFUSE_CACHE or cache/)\n"
+        "figure_path = None          # None: figures/avmnist_generated_weights.png"
+    ),
+    new_code_cell(
+        "from pathlib import Path\n\n"
+        "import torch\n\n"
+        "from hfcore.analysis import (\n"
+        "    explained_by_class, generated_matrices, load_trained_model, mean_matrix_per_class, plot_class_matrices,\n"
+        "    split_inputs,\n"
+        ")\n"
+        "from hfcore.comparison import comparison_frame, select_learning_rates\n"
+        "from hfcore.data.avmnist import load_avmnist\n"
+        "from hfcore.data.paths import REPO_ROOT\n"
+        "from hfcore.results import read_results\n"
+        "from hfcore.summary import save_figure\n\n"
+        "runs_dir = Path(runs_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"baselines\" / \"runs\")\n"
+        "figure_path = Path(figure_path or REPO_ROOT / \"figures\" / \"avmnist_generated_weights.png\")\n"
+        "records = {r[\"run_name\"]: r for r in read_results(runs_dir)}\n"
+        "if run_name is None:\n"
+        "    lr = select_learning_rates(comparison_frame(runs_dir))[\"hyperfuse\"]\n"
+        "    run_name = next(name for name, r in records.items() if r[\"model\"] == \"hyperfuse\" and r[\"seed\"] == 0\n"
+        "                    and r[\"parameters\"].get(\"block\", \"base\") == \"base\" and r[\"parameters\"][\"lr\"] == lr)\n"
+        "record = records[run_name]\n"
+        "model = load_trained_model(record, checkpoint_dir)\n"
+        "x_p, x_a, labels = split_inputs(load_avmnist(data_dir, cache_dir=cache_dir)[\"test\"], model)\n"
+        "matrices = generated_matrices(model, x_a)\n"
+        "means = mean_matrix_per_class(matrices, labels)\n"
+        "print(f\"{run_name}: test accuracy {100 * record['metrics']['test_accuracy']:.1f}%, W is {tuple(matrices.shape[1:])}\")\n"
+        "print(f\"the spoken digit explains {100 * explained_by_class(matrices, labels):.1f}% of the variance of W\")"
+    ),
+    new_code_cell(
+        "fig = plot_class_matrices(means)\n"
+        "save_figure(fig, figure_path);"
+    ),
+    new_markdown_cell(
+        "Move the slider to see W for one test sample (in JupyterLab; a batch run shows the first sample)."
+    ),
+    new_code_cell(
+        "import ipywidgets\n"
+        "import matplotlib.pyplot as plt\n\n\n"
+        "def show(index=0):\n"
+        "    limit = float(matrices.abs().max())\n"
+        "    fig, (ax_w, ax_d) = plt.subplots(1, 2, figsize=(8, 3.6))\n"
+        "    ax_w.imshow(matrices[index].numpy(), cmap=\"RdBu_r\", vmin=-limit, vmax=limit)\n"
+        "    ax_w.set_title(f\"W of test sample {index} (digit {int(labels[index])})\")\n"
+        "    delta = matrices[index] - means[labels[index]]\n"
+        "    ax_d.imshow(delta.numpy(), cmap=\"RdBu_r\", vmin=-limit, vmax=limit)\n"
+        "    ax_d.set_title(\"minus the mean W of its digit\")\n"
+        "    plt.show()\n\n\n"
+        "ipywidgets.interact(show, index=ipywidgets.IntSlider(0, 0, len(labels) - 1));"
+    ),
+])
+
 if __name__ == "__main__":
     nbformat.write(TRAIN, NOTEBOOKS / "avmnist_train.ipynb")
     nbformat.write(SUMMARY, NOTEBOOKS / "avmnist_summary.ipynb")
     nbformat.write(COMPARISON, NOTEBOOKS / "avmnist_comparison.ipynb")
     nbformat.write(ANALYSIS, NOTEBOOKS / "avmnist_analysis.ipynb")
+    nbformat.write(WEIGHTS, NOTEBOOKS / "avmnist_generated_weights.ipynb")

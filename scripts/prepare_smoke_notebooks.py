@@ -32,6 +32,8 @@ def smoke_parameters(folder: Path) -> dict[str, dict]:
                                    "pair_samples": 20, "progress": False,
                                    "corruption_figure": str(folder / "figures" / "corruption_smoke.png"),
                                    "distance_figure": str(folder / "figures" / "distances_smoke.png")},
+        "avmnist_generated_weights.ipynb": {**common, "runs_dir": runs,
+                                            "figure_path": str(folder / "figures" / "weights_smoke.png")},
     }
 
 

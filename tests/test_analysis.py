@@ -227,3 +227,29 @@ def test_load_trained_model_names_the_missing_checkpoint(tmp_path):
     record = {"run_name": "lf-seed0", "model": "lf", "model_options": {}}
     with pytest.raises(FileNotFoundError, match="no weights for run lf-seed0"):
         load_trained_model(record, tmp_path)
+
+
+def test_explained_by_class_worked_examples():
+    from hfcore.analysis import explained_by_class
+
+    labels = torch.tensor([0, 0, 1, 1])
+    # Matrices equal to their class mean: the class explains everything.
+    pure = torch.tensor([1.0, 1.0, -1.0, -1.0]).view(4, 1, 1)
+    assert explained_by_class(pure, labels) == pytest.approx(1.0)
+    # Scalars 1, 3 (class 0) and 1, 3 (class 1): equal class means, nothing explained.
+    assert explained_by_class(torch.tensor([1.0, 3.0, 1.0, 3.0]).view(4, 1, 1), labels) == pytest.approx(0.0)
+    # Scalars 0, 2 | 4, 6: grand mean 3, total SS 9 + 1 + 1 + 9 = 20, between 2 * 4 + 2 * 4 = 16.
+    assert explained_by_class(torch.tensor([0.0, 2.0, 4.0, 6.0]).view(4, 1, 1), labels) == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="variance is zero"):
+        explained_by_class(torch.ones(4, 2, 2), labels)
+
+
+def test_plot_class_matrices_draws_the_mean_and_one_deviation_per_class():
+    from hfcore.analysis import plot_class_matrices
+
+    means = torch.randn(10, 4, 4)
+    fig = plot_class_matrices(means)
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 11
+    torch.testing.assert_close(torch.as_tensor(panels[0].images[0].get_array().data), means.mean(0))
+    torch.testing.assert_close(torch.as_tensor(panels[3].images[0].get_array().data), means[2] - means.mean(0))
