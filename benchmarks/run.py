@@ -4,6 +4,7 @@ Usage (from the repository root, after `bash scripts/setup.sh`):
 
     .venv/bin/python benchmarks/run.py                  # everything, about 2.5 minutes on 2 cores
     .venv/bin/python benchmarks/run.py --parts layers   # one part: layers, epochs, dataset, memory
+    .venv/bin/python benchmarks/run.py --parts models   # an epoch of every baseline, about 5 minutes
     .venv/bin/python benchmarks/run.py --quick          # a smoke run of about a minute
 
 The report is printed. The measurements, with their parameters, the code version, package
@@ -27,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", nargs="+", default=None,
-                        help="parts to run: layers, epochs, dataset, memory (default: all)")
+                        help="parts to run: layers, epochs, dataset, memory, models "
+                             "(default: all but models, which times every baseline)")
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
                         help="training precisions of the epoch benchmark (default: float32 bfloat16)")
     parser.add_argument("--data-dir", default=None, help="folder with mnist/ and fsdd/ (default: as for training)")
@@ -40,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_progress:
         os.environ["TQDM_DISABLE"] = "1"  # also silences the bars of the dataset build
 
-    from hfcore.benchmark import PARTS, format_report, plot_layers, run_benchmarks
+    from hfcore.benchmark import DEFAULT_PARTS, PARTS, format_report, plot_layers, run_benchmarks
     from hfcore.results import provenance, write_json_atomic
     from hfcore.summary import save_figure
     from hfcore.training import PRECISIONS
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    parts = tuple(args.parts or PARTS)
+    parts = tuple(args.parts or DEFAULT_PARTS)
     for name in parts:
         if name not in PARTS:
             parser.error(f"unknown part {name!r}; choose from {', '.join(PARTS)}")

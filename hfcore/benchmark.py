@@ -211,16 +211,26 @@ def layer_benchmark(
 
 
 def _training_step(model: nn.Module, optimizer: torch.optim.Optimizer, precision: str):
-    # The step of hfcore.training.train: autocast forward, float32 loss, backward, Adam.
+    # The step of hfcore.training.train: autocast forward, the model's loss (cross-entropy plus
+    # any extra objective of its fusion) in float32, backward, Adam.
     def step(inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
+        model_inputs = model.batch_inputs(inputs)
         with autocast(model, precision):
-            logits = model(*model.batch_inputs(inputs))
-        loss = F.cross_entropy(logits.float(), labels)
+            logits = model(*model_inputs)
+            loss = model.loss(logits, labels, *model_inputs) if hasattr(model, "loss") else None
+        if loss is None:
+            loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     return step
+
+
+def build_config(name: str) -> nn.Module:
+    """Build ``name`` with ``build_model``; ``hyperfuse/<block>`` builds a HyperFuse block variant."""
+    model, _, block = name.partition("/")
+    return build_model(model, block=block) if block else build_model(model)
 
 
 def epoch_benchmark(
@@ -232,12 +242,15 @@ def epoch_benchmark(
     rounds: int = 2,
     seed: int = 0,
     matmul_flops_per_second: float | None = None,
+    val_data: TensorData | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Time full training epochs over ``data`` for each model and precision.
 
+    ``models`` are names for ``build_model``, or ``hyperfuse/<block>`` for a block variant.
     Every round trains each model for one epoch, in turn, from the same seeded weights; an
-    epoch's time is the fastest of its ``rounds``. The training FLOPs of an epoch are those of
+    epoch's time is the fastest of its ``rounds``. A model whose fusion adapts after each epoch
+    (Gradient Blending) runs that step on ``val_data`` inside the timed epoch, when given. The training FLOPs of an epoch are those of
     one full batch, counted, times the number of samples over the batch size. The FLOP rate is
     given as a fraction of ``matmul_flops_per_second`` (measured here when None).
 
@@ -253,7 +266,7 @@ def epoch_benchmark(
         jobs = [(r, name) for r in range(rounds) for name in models]
         for _, name in tqdm(jobs, desc=f"epochs ({precision})", disable=not progress, leave=False):
             torch.manual_seed(seed)
-            model = build_model(name).to(memory_format=torch.channels_last)
+            model = build_config(name).to(memory_format=torch.channels_last)
             model.train()
             step = _training_step(model, torch.optim.Adam(model.parameters(), lr=1e-3), precision)
             order = torch.Generator().manual_seed(seed)
@@ -263,6 +276,10 @@ def epoch_benchmark(
             start = time.perf_counter()
             for inputs, labels in data.batches(batch_size, generator=order):
                 step(inputs, labels)
+            if val_data is not None and hasattr(model, "end_epoch"):
+                with autocast(model, precision):
+                    model.end_epoch(data, val_data)
+                model.train()
             seconds[name] = min(seconds[name], time.perf_counter() - start)
         for name in models:
             rate = flops[name] / seconds[name]
@@ -482,6 +499,20 @@ def _epoch_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _model_lines(rows: list[dict]) -> list[str]:
+    lines = [
+        "",
+        f"5. Training epoch of every model of the baseline comparison, float32, {rows[0]['samples']} samples, "
+        f"batch {rows[0]['batch_size']} (x LF: epoch time over LF's)",
+        f"{'model':<16} {'seconds':>8} {'samples/s':>10} {'GFLOP/s':>8} {'x LF':>6}",
+    ]
+    for row in rows:
+        ratio = f"{row['vs_lf']:.2f}" if row["vs_lf"] is not None else "-"
+        lines.append(f"{row['model']:<16} {row['seconds']:>8.2f} {row['samples_per_second']:>10.0f} "
+                     f"{row['flops_per_second'] / 1e9:>8.1f} {ratio:>6}")
+    return lines
+
+
 def _dataset_lines(data: dict) -> list[str]:
     sizes = " / ".join(f"{count:,} {name}" for name, count in data["sizes"].items())
     return ["", f"3. AV-MNIST ({sizes}): build from raw files {data['build_seconds']:.1f} s, "
@@ -527,6 +558,8 @@ def format_report(results: dict) -> str:
         lines += _dataset_lines(results["dataset"])
     if results.get("memory"):
         lines += _memory_lines(results["memory"])
+    if results.get("models"):
+        lines += _model_lines(results["models"])
     if results.get("targets"):
         lines += _target_lines(results["targets"])
     return "\n".join(lines)
@@ -557,13 +590,19 @@ def plot_layers(rows: list[dict]):
     return fig
 
 
-PARTS = ("layers", "epochs", "dataset", "memory")
+PARTS = ("layers", "epochs", "dataset", "memory", "models")
+# "models" times an epoch of every model of the baseline comparison (about 5 minutes), so it
+# runs only when asked for.
+DEFAULT_PARTS = ("layers", "epochs", "dataset", "memory")
+# The configurations of experiments/avmnist_baselines.yaml, in the comparison's order.
+COMPARISON_MODELS = ("hyperfuse", "lf", "lfn", "lmf", "mfm", "gb", "mbt", "mfas", "refnet", "film", "mag",
+                     "dynamic_mlp_c", "hyperfuse/I", "hyperfuse/II", "hyperfuse/III", "hyperfuse/IV")
 
 
 def run_benchmarks(
     *,
     data_dir: str | Path | None = None,
-    parts: tuple[str, ...] = PARTS,
+    parts: tuple[str, ...] = DEFAULT_PARTS,
     quick: bool = False,
     precisions: tuple[str, ...] = ("float32", "bfloat16"),
     progress: bool = True,
@@ -597,16 +636,25 @@ def run_benchmarks(
     dataset = None
     if "dataset" in parts:
         results["dataset"], dataset = dataset_benchmark(data_dir, load_rounds=1 if quick else 3, return_dataset=True)
-    if "epochs" in parts:
+    if {"epochs", "models"} & set(parts):
         from .data.avmnist import load_avmnist
 
-        train_split = (dataset or load_avmnist(data_dir))["train"]
+        dataset = dataset or load_avmnist(data_dir)
+        train_split, val_split = dataset["train"], dataset["val"]
         if quick:
             train_split = train_split.subset(list(range(min(256, len(train_split)))))
-        data = TensorData({"image": train_split.image, "audio": train_split.audio}, train_split.label)
+            val_split = val_split.subset(list(range(min(128, len(val_split)))))
+        data, val_data = (TensorData({"image": split.image, "audio": split.audio}, split.label)
+                          for split in (train_split, val_split))
+    if "epochs" in parts:
         results["epochs"] = epoch_benchmark(
             data, precisions=precisions, rounds=1 if quick else 3,
             matmul_flops_per_second=results["matmul_flops_per_second"], progress=progress,
+        )
+    if "models" in parts:
+        results["models"] = epoch_benchmark(
+            data, models=COMPARISON_MODELS, precisions=("float32",), rounds=1 if quick else 2,
+            matmul_flops_per_second=results["matmul_flops_per_second"], val_data=val_data, progress=progress,
         )
     if "memory" in parts:
         results["memory"] = peak_memory(batch_size=8 if quick else 64)

@@ -100,13 +100,34 @@ def paired_difference(values: pd.Series, reference: pd.Series, confidence: float
     return {"n": n, "mean": mean, "low": mean - half, "high": mean + half}
 
 
-def comparison_table(frame: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+def benchmark_epoch_seconds(folder: str | Path) -> dict[str, float]:
+    """Return the training-epoch seconds per configuration from the newest full benchmark record
+    in ``folder`` that timed the comparison's models (``benchmarks/run.py --parts models``).
+
+    Returns an empty dict when there is none. The benchmark times every model in one run on an
+    otherwise idle machine, so its times compare fairly, where the wall times of grid runs
+    depend on whatever else ran beside them.
+    """
+    import json
+
+    for path in sorted(Path(folder).glob("benchmark-*.json"), reverse=True):
+        record = json.loads(path.read_text())
+        if record.get("models") and not record.get("parameters", {}).get("quick"):
+            return {row["model"]: row["seconds"] for row in record["models"]}
+    return {}
+
+
+def comparison_table(
+    frame: pd.DataFrame, reference: str = REFERENCE, epoch_seconds: dict[str, float] | None = None
+) -> pd.DataFrame:
     """Return one row per configuration at its selected learning rate.
 
-    Columns: test accuracy mean and sample std over seeds, parameters, seconds per epoch (the
-    run's wall time over its epochs, so validation and data loading are included), the paired
-    difference to ``reference`` with its 95% interval, and the paper's number where it has one.
+    Columns: test accuracy mean and sample std over seeds, parameters, seconds per training
+    epoch from ``epoch_seconds`` (see ``benchmark_epoch_seconds``; NaN where missing), the runs'
+    wall time per epoch (validation and data loading included), the paired difference to
+    ``reference`` with its 95% interval, and the number in the paper where it has one.
     """
+    epoch_seconds = epoch_seconds or {}
     selection = select_learning_rates(frame)
     runs = selected_runs(frame, selection)
     reference_acc = runs[runs["config"] == reference].set_index("seed")["test_accuracy"]
@@ -123,7 +144,8 @@ def comparison_table(frame: pd.DataFrame, reference: str = REFERENCE) -> pd.Data
                 "test_mean": accuracy.mean(),
                 "test_std": accuracy.std(ddof=1) if len(group) > 1 else float("nan"),
                 "parameters": int(group["parameter_count"].iloc[0]),
-                "seconds_per_epoch": group["seconds_per_epoch"].mean(),
+                "seconds_per_epoch": epoch_seconds.get(config, float("nan")),
+                "wall_seconds_per_epoch": group["seconds_per_epoch"].mean(),
                 "diff_mean": diff.get("mean", float("nan")),
                 "diff_low": diff.get("low", float("nan")),
                 "diff_high": diff.get("high", float("nan")),
@@ -160,7 +182,7 @@ def format_comparison(table: pd.DataFrame, reference: str = REFERENCE) -> str:
             "" if pd.isna(row.paper_std) else f" ± {row.paper_std:.1f}")
         lines.append(
             f"| {row.label} | {row.lr:g} | {row.test_mean:.1f} ± {_number(row.test_std)} | {row.seeds} | "
-            f"{row.parameters:,} | {row.seconds_per_epoch:.1f} | {diff} | {paper} |"
+            f"{row.parameters:,} | {_number(row.seconds_per_epoch)} | {diff} | {paper} |"
         )
     return "\n".join(lines)
 

@@ -183,3 +183,27 @@ def test_report_lists_targets_of_a_full_run():
     assert "3. AV-MNIST (7,000 train / 1,000 val / 2,000 test): build from raw files 12.0 s" in report
     assert "[    met] AV-MNIST load from the cache (s): 0.2 (target <= 2.0)" in report
     assert "QUICK RUN" not in report
+
+
+def test_epoch_benchmark_times_baselines_and_block_variants():
+    from hfcore.training import TensorData
+
+    g = torch.Generator().manual_seed(0)
+    def data(n):
+        return TensorData({"image": torch.randn(n, 1, 28, 28, generator=g),
+                           "audio": torch.randn(n, 1, 112, 112, generator=g)}, torch.arange(n) % 10)
+
+    rows = benchmark.epoch_benchmark(data(32), models=("lf", "gb", "hyperfuse/II"), precisions=("float32",),
+                                     batch_size=16, rounds=1, matmul_flops_per_second=1e11, val_data=data(20),
+                                     progress=False)
+    assert [row["model"] for row in rows] == ["lf", "gb", "hyperfuse/II"]
+    assert rows[0]["vs_lf"] == 1.0
+    assert all(row["seconds"] > 0 and row["flops"] > 0 for row in rows)
+    assert benchmark.build_config("hyperfuse/II").fusion.block == "II"
+    report = benchmark.format_report({
+        "parameters": {"quick": False}, "matmul_size": 2048, "matmul_flops_per_second": 1e11,
+        "machine": {"cpu": "test CPU", "cores": 2, "torch_threads": 2, "torch": "2.x", "cpu_bfloat16": []},
+        "models": rows,
+    })
+    assert "5. Training epoch of every model of the baseline comparison" in report
+    assert "hyperfuse/II" in report

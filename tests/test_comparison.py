@@ -64,13 +64,16 @@ def test_comparison_table_pairs_seeds_with_hyperfuse(tmp_path):
         write_run(tmp_path, "lf", 0.002, seed, test=lf, val=80, params=300, wall=120.0)
     write_run(tmp_path, "lf", 0.001, 0, test=99, val=10)  # a rejected rate: left out of the table
     write_run(tmp_path, "hyperfuse", 0.001, 0, test=50, val=70, block="II")
-    table = comparison_table(comparison_frame(tmp_path)).set_index("config")
+    table = comparison_table(comparison_frame(tmp_path), epoch_seconds={"lf": 10.0, "hyperfuse": 5.0})
+    table = table.set_index("config")
     assert list(table.index) == ["hyperfuse", "lf", "hyperfuse/II"]
     lf = table.loc["lf"]
     assert lf["lr"] == 0.002 and lf["seeds"] == 3
     assert lf["test_mean"] == pytest.approx(212 / 3)
     assert lf["diff_mean"] == pytest.approx(-4 / 3)  # differences -1, -2, -1
-    assert lf["seconds_per_epoch"] == pytest.approx(10.0)
+    assert lf["seconds_per_epoch"] == 10.0
+    assert lf["wall_seconds_per_epoch"] == pytest.approx(10.0)  # 120 s over 12 epochs
+    assert math.isnan(table.loc["hyperfuse/II", "seconds_per_epoch"])
     assert lf["paper"] == 71.4
     assert table.loc["hyperfuse/II", "paired_seeds"] == 1 and math.isnan(table.loc["hyperfuse/II", "diff_low"])
     text = format_comparison(table.reset_index())
@@ -124,3 +127,17 @@ def test_best_baseline_is_chosen_on_validation(tmp_path):
     only_hyperfuse.mkdir()
     write_run(only_hyperfuse, "hyperfuse", 0.001, 0, test=90, val=90)
     assert best_baseline(comparison_frame(only_hyperfuse)) is None
+
+
+def test_benchmark_epoch_seconds_reads_the_newest_full_record(tmp_path):
+    from hfcore.comparison import benchmark_epoch_seconds
+
+    assert benchmark_epoch_seconds(tmp_path) == {}
+    def write(stamp, quick, seconds):
+        record = {"parameters": {"quick": quick}, "models": [{"model": "lf", "seconds": seconds}]}
+        (tmp_path / f"benchmark-{stamp}.json").write_text(json.dumps(record))
+    write("20260101T000000Z", False, 8.0)
+    write("20260102T000000Z", False, 9.0)
+    write("20260103T000000Z", True, 0.1)  # a quick run: its timings are overhead, never used
+    (tmp_path / "benchmark-20260104T000000Z.json").write_text(json.dumps({"parameters": {"quick": False}}))
+    assert benchmark_epoch_seconds(tmp_path) == {"lf": 9.0}
