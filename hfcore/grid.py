@@ -149,8 +149,8 @@ def _code_without_docstrings(source: str) -> str:
 # Modules that no training point runs: they read results, time code, or start points from
 # outside the notebook (the command line and this runner). Editing them must not mark saved
 # results as stale.
-NOT_RUN_BY_POINTS = ("benchmark.py", "summary.py", "comparison.py", "analysis.py", "__main__.py", "grid.py",
-                     "main_job.py")
+NOT_RUN_BY_POINTS = ("benchmark.py", "summary.py", "comparison.py", "analysis.py", "ablations.py", "__main__.py",
+                     "grid.py", "main_job.py")
 
 
 def code_version_hash(notebook: Path, package_dir: Path = REPO_ROOT / "hfcore") -> str:

@@ -325,9 +325,64 @@ WEIGHTS = notebook([
     ),
 ])
 
+ABLATIONS = notebook([
+    new_markdown_cell(
+        "# AV-MNIST ablations: data efficiency, hidden size, fusion position\n\n"
+        "Reads the results of one ablation grid and draws its figure or table beside the paper's: "
+        "`kind = \"data_efficiency\"` (`experiments/avmnist_data_efficiency.yaml`, paper figure 6), "
+        "`\"hidden_dim\"` (`avmnist_hidden_dim.yaml`, figure 11: relative error, the mean test error of "
+        "a setting over the best setting's) or `\"positions\"` (`avmnist_positions.yaml`, tables 5 and "
+        "13a). Nothing is retrained here."
+    ),
+    parameters(
+        "kind = \"hidden_dim\"         # data_efficiency, hidden_dim or positions\n"
+        "results_dir = None          # results files of the grid (None: results/avmnist/KIND/runs)\n"
+        "output_dir = None           # where the table goes (None: results/avmnist/KIND)\n"
+        "figure_path = None          # None: figures/avmnist_KIND.png"
+    ),
+    new_code_cell(
+        "from pathlib import Path\n\n"
+        "from hfcore.ablations import (\n"
+        "    markdown_table, mean_std, plot_data_efficiency, plot_hidden_size, position_table, relative_error_table,\n"
+        "    runs_frame,\n"
+        ")\n"
+        "from hfcore.atomic import atomic_path\n"
+        "from hfcore.comparison import LABELS\n"
+        "from hfcore.data.paths import REPO_ROOT\n"
+        "from hfcore.summary import save_figure\n\n"
+        "KINDS = (\"data_efficiency\", \"hidden_dim\", \"positions\")\n"
+        "if kind not in KINDS:\n"
+        "    raise ValueError(f\"kind must be one of {KINDS}, got {kind!r}\")\n"
+        "output_dir = Path(output_dir or REPO_ROOT / \"results\" / \"avmnist\" / kind)\n"
+        "results_dir = Path(results_dir or output_dir / \"runs\")\n"
+        "figure_path = Path(figure_path or REPO_ROOT / \"figures\" / f\"avmnist_{kind}.png\")\n"
+        "frame = runs_frame(results_dir)\n\n\n"
+        "def write_table(table, name):\n"
+        "    with atomic_path(output_dir / name) as temporary:\n"
+        "        temporary.write_text(markdown_table(table) + \"\\n\")\n"
+        "    return table"
+    ),
+    new_code_cell(
+        "if kind == \"data_efficiency\":\n"
+        "    table = write_table(mean_std(frame, [\"model\", \"train_fraction\"]).round(2), \"data_efficiency.md\")\n"
+        "    save_figure(plot_data_efficiency(frame, LABELS), figure_path)\n"
+        "elif kind == \"hidden_dim\":\n"
+        "    single = frame[frame[\"num_blocks\"] == 1]\n"
+        "    at_64 = frame[frame[\"hidden_dim\"] == 64]\n"
+        "    table = write_table(relative_error_table(single, \"hidden_dim\").round(3), \"hidden_dim.md\")\n"
+        "    if at_64[\"num_blocks\"].nunique() > 1:\n"
+        "        write_table(relative_error_table(at_64, \"num_blocks\").round(3), \"num_blocks.md\")\n"
+        "    save_figure(plot_hidden_size(single, at_64), figure_path)\n"
+        "else:\n"
+        "    table = write_table(position_table(frame), \"positions.md\")\n"
+        "table"
+    ),
+])
+
 if __name__ == "__main__":
     nbformat.write(TRAIN, NOTEBOOKS / "avmnist_train.ipynb")
     nbformat.write(SUMMARY, NOTEBOOKS / "avmnist_summary.ipynb")
     nbformat.write(COMPARISON, NOTEBOOKS / "avmnist_comparison.ipynb")
     nbformat.write(ANALYSIS, NOTEBOOKS / "avmnist_analysis.ipynb")
     nbformat.write(WEIGHTS, NOTEBOOKS / "avmnist_generated_weights.ipynb")
+    nbformat.write(ABLATIONS, NOTEBOOKS / "avmnist_ablations.ipynb")

@@ -34,6 +34,9 @@ def smoke_parameters(folder: Path) -> dict[str, dict]:
                                    "distance_figure": str(folder / "figures" / "distances_smoke.png")},
         "avmnist_generated_weights.ipynb": {**common, "runs_dir": runs,
                                             "figure_path": str(folder / "figures" / "weights_smoke.png")},
+        "avmnist_ablations.ipynb": {"kind": "hidden_dim", "results_dir": runs,
+                                    "output_dir": str(folder / "results"),
+                                    "figure_path": str(folder / "figures" / "hidden_size_smoke.png")},
     }
 
 

@@ -11,4 +11,5 @@ rm -rf "$smoke"
 .venv/bin/python scripts/prepare_smoke_notebooks.py "$smoke"
 # Collected in the order given: the training notebook writes the results the summary reads.
 .venv/bin/python -m pytest --nbval-lax -p no:cacheprovider "$smoke/avmnist_train.ipynb" "$smoke/avmnist_summary.ipynb" \
-    "$smoke/avmnist_comparison.ipynb" "$smoke/avmnist_analysis.ipynb" "$smoke/avmnist_generated_weights.ipynb"
+    "$smoke/avmnist_comparison.ipynb" "$smoke/avmnist_analysis.ipynb" \
+    "$smoke/avmnist_generated_weights.ipynb" "$smoke/avmnist_ablations.ipynb"

@@ -1,0 +1,138 @@
+"""Figures and tables of the AV-MNIST ablations: data efficiency, hidden size, fusion position.
+
+They read the results files of ``experiments/avmnist_data_efficiency.yaml``,
+``avmnist_hidden_dim.yaml`` and ``avmnist_positions.yaml`` and retrain nothing.
+
+- Data efficiency (HyperFuse paper, figure 6): test accuracy against the fraction of the
+  training split, for HyperFuse and the best baseline.
+- Hidden size (figure 11): relative error against the bottleneck width h and against the
+  number of blocks. The relative error of a setting is its mean test error over the smallest
+  mean test error among the settings, so the best setting is at 1.
+- Fusion position and primary modality (tables 5 and 13a): test accuracy with the block after
+  each layer of the primary encoder, with the image and then the audio as primary, beside the
+  unimodal models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .analysis import relative_error
+from .results import read_results
+
+# HyperFuse paper, Table 13a: accuracy (std) by fusion position, image or audio primary.
+PAPER_POSITIONS = {
+    ("image", 1): (71.9, 0.4), ("image", 2): (72.6, 0.3), ("image", 3): (72.4, 0.3),
+    ("audio", 1): (71.5, 0.6), ("audio", 2): (71.4, 0.5), ("audio", 3): (70.7, 0.3),
+    ("image", "unimodal"): (66.7, 0.6), ("audio", "unimodal"): (42.5, 0.9),
+}
+
+
+def runs_frame(folder) -> pd.DataFrame:
+    """Return one row per results file in ``folder``: every run parameter, plus the test accuracy (%)."""
+    records = read_results(folder)
+    if not records:
+        raise FileNotFoundError(f"no results files in {folder}; run its experiment spec first")
+    return pd.DataFrame(
+        [{**r["parameters"], "model": r["model"], "seed": r["seed"],
+          "test_accuracy": 100 * r["metrics"]["test_accuracy"]} for r in records]
+    )
+
+
+def mean_std(frame: pd.DataFrame, by: list[str], value: str = "test_accuracy") -> pd.DataFrame:
+    """Return the mean, sample std and number of seeds of ``value`` per group of ``by``."""
+    grouped = frame.groupby(by)[value]
+    return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "seeds": grouped.count()}).reset_index()
+
+
+def plot_data_efficiency(frame: pd.DataFrame, labels: dict | None = None):
+    """Plot mean test accuracy against the training fraction per model, with a ±1 std band."""
+    import matplotlib.pyplot as plt
+
+    table = mean_std(frame, ["model", "train_fraction"])
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for index, (model, rows) in enumerate(table.groupby("model")):
+        rows = rows.sort_values("train_fraction")
+        colour = f"C{index}"
+        x = 100 * rows["train_fraction"]
+        ax.plot(x, rows["mean"], marker="o", color=colour, label=(labels or {}).get(model, model))
+        ax.fill_between(x, rows["mean"] - rows["std"].fillna(0), rows["mean"] + rows["std"].fillna(0),
+                        color=colour, alpha=0.2)
+    ax.set_xscale("log")
+    fractions = sorted(table["train_fraction"].unique())
+    ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}%" for f in fractions])
+    ax.set_xlabel("share of the training split")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("AV-MNIST: accuracy against training data")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def relative_error_table(frame: pd.DataFrame, parameter: str) -> pd.DataFrame:
+    """Return per value of ``parameter`` the mean accuracy and the relative error of that mean."""
+    table = mean_std(frame, [parameter]).sort_values(parameter).reset_index(drop=True)
+    return table.assign(relative_error=relative_error(table["mean"]))
+
+
+def plot_hidden_size(hidden: pd.DataFrame, blocks: pd.DataFrame | None = None):
+    """Plot relative error against h (and, when given, against the number of blocks)."""
+    import matplotlib.pyplot as plt
+
+    panels = [("hidden_dim", hidden, "bottleneck width h")]
+    if blocks is not None and len(blocks["num_blocks"].unique()) > 1:
+        panels.append(("num_blocks", blocks, "number of HyperFuse blocks"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (parameter, frame, name) in zip(axes[0], panels):
+        table = relative_error_table(frame, parameter)
+        ax.plot(table[parameter], table["relative_error"], marker="o")
+        if parameter == "hidden_dim":
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(table[parameter], [str(v) for v in table[parameter]])
+        ax.axhline(1.0, color="0.6", linewidth=1)
+        ax.set_xlabel(name)
+        ax.set_ylabel("test error / best test error")
+        ax.grid(alpha=0.3)
+    fig.suptitle("AV-MNIST: HyperFuse relative error (mean over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def position_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return accuracy by fusion position and primary modality, with the paper's Table 13a.
+
+    ``frame`` holds HyperFuse runs (columns ``primary``, ``fusion_position``) and unimodal runs
+    (``model`` ``image_only`` or ``audio_only``). Rows: ``unimodal`` and each position; columns:
+    ``<primary>_ours`` (mean ± std) and ``<primary>_paper``.
+    """
+    rows: dict = {}
+    for primary in ("image", "audio"):
+        unimodal = frame[frame["model"] == f"{primary}_only"]["test_accuracy"]
+        cells = {"unimodal": unimodal}
+        fused = frame[(frame["model"] == "hyperfuse") & (frame["primary"] == primary)]
+        for position, runs in fused.groupby("fusion_position"):
+            cells[int(position)] = runs["test_accuracy"]
+        for key, values in cells.items():
+            row = rows.setdefault(key, {"position": key})
+            row[f"{primary}_ours"] = _format(values)
+            paper = PAPER_POSITIONS.get((primary, key))
+            row[f"{primary}_paper"] = "" if paper is None else f"{paper[0]:.1f} ± {paper[1]:.1f}"
+    order = sorted((k for k in rows if k != "unimodal"), key=int) + (["unimodal"] if "unimodal" in rows else [])
+    return pd.DataFrame([rows[k] for k in order]).fillna("")
+
+
+def _format(values: pd.Series) -> str:
+    if values.empty:
+        return ""
+    std = values.std(ddof=1) if len(values) > 1 else np.nan
+    return f"{values.mean():.1f}" + ("" if np.isnan(std) else f" ± {std:.1f}") + f" (n={len(values)})"
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """Return ``table`` as a Markdown table (floats as they are stored, missing cells empty)."""
+    lines = ["| " + " | ".join(str(c) for c in table.columns) + " |", "| " + " | ".join("---" for _ in table.columns) + " |"]
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |")
+    return "\n".join(lines)

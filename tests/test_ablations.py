@@ -1,0 +1,64 @@
+"""Tables and figures of the AV-MNIST ablations, on hand-made results."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from hfcore.ablations import (
+    mean_std,
+    plot_data_efficiency,
+    plot_hidden_size,
+    position_table,
+    relative_error_table,
+    runs_frame,
+)
+
+
+def test_relative_error_table_worked_example():
+    frame = pd.DataFrame({"hidden_dim": [8, 8, 64, 64], "test_accuracy": [70.0, 72.0, 80.0, 80.0]})
+    table = relative_error_table(frame, "hidden_dim")
+    # Mean errors: h=8 -> 29, h=64 -> 20; relative to the best: 1.45 and 1.
+    assert table["relative_error"].tolist() == pytest.approx([1.45, 1.0])
+    assert table["seeds"].tolist() == [2, 2]
+
+
+def test_position_table_lays_out_primaries_and_the_paper():
+    rows = [
+        {"model": "image_only", "primary": "image", "fusion_position": None, "test_accuracy": 64.0},
+        {"model": "image_only", "primary": "image", "fusion_position": None, "test_accuracy": 66.0},
+        {"model": "hyperfuse", "primary": "image", "fusion_position": 2, "test_accuracy": 72.0},
+        {"model": "hyperfuse", "primary": "audio", "fusion_position": 2, "test_accuracy": 70.0},
+        {"model": "hyperfuse", "primary": "audio", "fusion_position": 5, "test_accuracy": 69.0},
+    ]
+    table = position_table(pd.DataFrame(rows)).set_index("position")
+    assert list(table.index) == [2, 5, "unimodal"]
+    assert table.loc["unimodal", "image_ours"] == "65.0 ± 1.4 (n=2)"
+    assert table.loc[2, "image_ours"] == "72.0 (n=1)" and table.loc[2, "image_paper"] == "72.6 ± 0.3"
+    assert table.loc[5, "image_ours"] == "" and table.loc[5, "audio_paper"] == ""
+    assert table.loc["unimodal", "audio_ours"] == ""
+
+
+def test_runs_frame_and_figures(tmp_path):
+    for fraction in (0.1, 1.0):
+        for seed in (0, 1):
+            record = {"model": "hyperfuse", "seed": seed,
+                      "parameters": {"train_fraction": fraction, "hidden_dim": 8 if fraction < 1 else 64,
+                                     "num_blocks": 1},
+                      "metrics": {"test_accuracy": 0.5 + fraction / 4 + seed / 100}}
+            (tmp_path / f"r{fraction}-{seed}.json").write_text(json.dumps(record))
+    frame = runs_frame(tmp_path)
+    assert mean_std(frame, ["train_fraction"])["mean"].tolist() == pytest.approx([53.0, 75.5])
+    assert plot_data_efficiency(frame).axes
+    assert len(plot_hidden_size(frame, frame).axes) == 1  # one number of blocks: no second panel
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no results files"):
+        runs_frame(empty)
+
+
+def test_markdown_table():
+    from hfcore.ablations import markdown_table
+
+    table = pd.DataFrame({"h": [8, 64], "mean": [70.5, None]})
+    assert markdown_table(table) == "| h | mean |\n| --- | --- |\n| 8 | 70.5 |\n| 64 |  |"
