@@ -158,13 +158,14 @@ def corruption_sensitivity(
 
 @torch.no_grad()
 def head_inputs(model: nn.Module, x_p: torch.Tensor, x_a: torch.Tensor | None, *, batch_size: int = 500) -> torch.Tensor:
-    """Return the fused embedding that the model's head receives, for every sample."""
+    """Return the fused embedding that the model's head receives, for every sample, as ``(n, width)``."""
     model.eval()
     outputs = []
     for start in range(0, len(x_p), batch_size):
         stop = start + batch_size
         features = model.encode(x_p[start:stop], None if x_a is None else x_a[start:stop])
-        outputs.append(_head_input(model, *features).float())
+        # A fusion that returns several tokens (MBT's class tokens) gives one concatenated embedding.
+        outputs.append(_head_input(model, *features).float().flatten(1))
     return torch.cat(outputs)
 
 

@@ -11,7 +11,7 @@ fusion keeps or transforms; image by default) and the encoder and head options o
 | ``lmf`` | Low-rank Multimodal Fusion (Liu et al., 2018) | rank-8 tensor fusion, 128 wide |
 | ``mfm`` | MFM (Tsai et al., 2019b) | discriminative factor, 64 wide |
 | ``gb`` | Gradient Blending (Wang et al., 2020a) | ``[z_p, z_a]`` |
-| ``mbt`` | MBT (Nagrani et al., 2021) | mean of the two class tokens, 64 wide |
+| ``mbt`` | MBT (Nagrani et al., 2021) | each stream's class token, 64 wide (logits averaged) |
 | ``mfas`` | MFAS architecture (Pérez-Rúa et al., 2019) | second fusion layer, 64 wide |
 | ``refnet`` | Refnet (Sankaran et al., 2021) | fused embedding, 128 wide |
 | ``film`` | FiLM (Perez et al., 2018) | modulated primary embedding |

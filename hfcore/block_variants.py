@@ -16,7 +16,9 @@ With ``g``, ``f`` the projections of the primary and auxiliary features to the b
   generator's input ``a = LN(Q c)`` still mixes both modalities.
 
 The base block (``hfcore.blocks.HyperFuseBlock``) is ``x = LN(g(z_p))``, ``a = LN(f(z_a))``
-with the residual. Generators use the hyperfan-in initialisation of the base block.
+with the residual. Generators use the hyperfan-in initialisation of the base block. The
+models that ``build_model("hyperfuse", block=...)`` builds leave out the stack's final skip
+connection for the variants, so that each variant's residuals are exactly those above.
 """
 
 from __future__ import annotations

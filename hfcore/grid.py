@@ -153,19 +153,83 @@ NOT_RUN_BY_POINTS = ("benchmark.py", "summary.py", "comparison.py", "analysis.py
                      "grid.py", "main_job.py")
 
 
-def code_version_hash(notebook: Path, package_dir: Path = REPO_ROOT / "hfcore") -> str:
-    """Return a hash of the code of the ``.py`` files of ``package_dir`` and of ``notebook``'s cells.
+def _module_file(package_dir: Path, parts: list[str]) -> Path | None:
+    # hfcore.a.b -> package_dir/a/b.py or package_dir/a/b/__init__.py; None outside the package.
+    base = package_dir.joinpath(*parts)
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
 
-    Every file counts except the top-level modules in ``NOT_RUN_BY_POINTS``.
+
+def _imported_package_modules(source: str, module_parts: list[str], is_package: bool, package: str) -> set:
+    """Return the module paths (as part lists inside ``package``) that ``source`` imports anywhere."""
+    found = set()
+    # The package that relative imports start from: the module itself for an __init__ file.
+    here = module_parts if is_package else module_parts[:-1]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == package:
+                    found.add(tuple(parts[1:]))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)] if node.level > 1 else list(here)
+                parts = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == package:
+                parts = node.module.split(".")[1:]
+            else:
+                continue
+            found.add(tuple(parts))
+            # "from .pkg import name" may import the submodule pkg.name.
+            found.update(tuple(parts + [alias.name]) for alias in node.names)
+    return found
+
+
+def point_module_files(notebook: Path, package_dir: Path = REPO_ROOT / "hfcore") -> list[Path]:
+    """Return the files of ``package_dir`` that a point of ``notebook`` can run.
+
+    These are the modules that the notebook's code cells import, the modules they import in
+    turn (anywhere in the file, also inside functions), and the ``__init__.py`` of every package
+    on the way, which Python runs on import. The top-level modules in ``NOT_RUN_BY_POINTS`` are
+    left out.
+    """
+    package = package_dir.name
+    cells = json.loads(notebook.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    pending = [list(parts) for parts in _imported_package_modules(code, [], True, package)]
+    files: set[Path] = set()
+    while pending:
+        parts = pending.pop()
+        for depth in range(len(parts) + 1):  # every package on the way, then the module itself
+            path = _module_file(package_dir, parts[:depth])
+            if path is None or path in files:
+                continue
+            files.add(path)
+            module_parts = list(path.relative_to(package_dir).with_suffix("").parts)
+            is_package = path.name == "__init__.py"
+            if is_package:
+                module_parts = module_parts[:-1]
+            pending.extend(list(p) for p in _imported_package_modules(path.read_text(), module_parts, is_package, package))
+    return sorted(p for p in files if not (p.parent == package_dir and p.name in NOT_RUN_BY_POINTS))
+
+
+def code_version_hash(notebook: Path, package_dir: Path = REPO_ROOT / "hfcore") -> str:
+    """Return a hash of the code that a point of ``notebook`` runs: its cells and its modules.
+
+    The modules are those of ``point_module_files``: a module that the notebook cannot reach
+    (a loader of another dataset, an analysis run outside the points) does not count, so adding
+    or changing one keeps the saved results current.
 
     Python files are hashed by their syntax tree without docstrings, so editing a comment, a
     docstring or the layout keeps the hash, while any change to what the code does changes it.
     Only cell sources of the notebook count, so re-executing it (new outputs) keeps the hash.
     """
     digest = hashlib.sha256()
-    for path in sorted(package_dir.rglob("*.py")):
-        if path.parent == package_dir and path.name in NOT_RUN_BY_POINTS:
-            continue
+    for path in point_module_files(notebook, package_dir):
         digest.update(path.relative_to(package_dir).as_posix().encode())
         digest.update(_code_without_docstrings(path.read_text()).encode())
     cells = json.loads(notebook.read_text())["cells"]
@@ -187,7 +251,7 @@ def expand(spec: Spec, *, code_hash: str | None = None) -> list[Point]:
     """Return the spec's grid points in grid order (the last grid entry varies fastest).
 
     With ``grids``, the points of each grid follow those of the one before; a point that an
-    earlier grid already holds (the same parameters) is listed once.
+    earlier grid already contains (the same parameters) is listed once.
     """
     code_hash = code_hash or code_version_hash(spec.notebook)
     points, seen = [], set()

@@ -183,8 +183,9 @@ class TappedModel(MultimodalModel):
     MFAS and MBT fuse intermediate layers rather than the final embeddings. ``encode`` runs
     each encoder as deep as its deepest tap and returns the list of tapped feature maps per
     modality (``(batch, C, H, W)`` feature maps); ``fuse`` passes both lists to
-    ``fusion(taps_p, taps_a)`` and applies the head. Encoder layers after the deepest tap are
-    removed from the model.
+    ``fusion(taps_p, taps_a)`` and applies the head. The fusion returns ``(batch, dim)``, or
+    ``(batch, tokens, dim)`` when the head should read several tokens and average their logits.
+    Encoder layers after the deepest tap are removed from the model.
 
     Args:
         primary_depths, auxiliary_depths: encoder depths (1-based layer counts) to tap.
@@ -241,7 +242,10 @@ class TappedModel(MultimodalModel):
         )
 
     def fuse(self, taps_p, taps_a) -> torch.Tensor:
-        return self.head(self.fusion(taps_p, taps_a))
+        logits = self.head(self.fusion(taps_p, taps_a))
+        # A fusion may return several tokens, (batch, tokens, dim): the head reads each one and
+        # their logits are averaged (MBT's class token per stream).
+        return logits.mean(dim=1) if logits.dim() == 3 else logits
 
 
 ModelBuilder = Callable[..., MultimodalModel]
@@ -361,7 +365,7 @@ def build_hyperfuse(
     num_blocks: int = 1,
     fusion_position: int | None = None,
     aux_mlp: bool = False,
-    final_skip: bool = True,
+    final_skip: bool | None = None,
     generator: str = "full",
     rank: int | None = None,
     block: str = "base",
@@ -377,8 +381,13 @@ def build_hyperfuse(
     fused primary feature only, as in the HyperFuse paper's architecture figure (Figure 3).
     ``generator="factorized"`` (with ``rank``) swaps the paper's generator for the
     factorized one of ``hfcore.blocks``, and ``block`` ("base", "I" .. "IV") picks the block
-    design (``hfcore.block_variants``).
+    design (``hfcore.block_variants``). ``final_skip`` (None: on for the base block, off for the
+    variants) adds the primary feature to the output of the last block. The variants define
+    their own residual connections, so an extra skip would blur the contrast between them:
+    Block II (no residual) would become ``out + z_p`` and Block III ``out + 2 z_p``.
     """
+    if final_skip is None:
+        final_skip = block == "base"
     auxiliary = _check_primary(primary)
     encoders = _avmnist_encoders(base_channels, layer_order)
     primary_encoder = encoders[primary]

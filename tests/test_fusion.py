@@ -64,9 +64,10 @@ def test_lmf_factors_are_registered_and_all_receive_gradients():
     registered = {id(p) for p in model.parameters()}
     factors = [fusion.primary_factor, fusion.aux_factor, fusion.rank_weights, fusion.bias]
     assert all(id(p) in registered for p in factors)
-    copy = model.to(torch.float64)  # .to() keeps them registered (MultiBench's list does not)
-    assert {id(p) for p in copy.fusion.parameters()} >= {id(p) for p in factors}
-    model = model.float()
+    # .to() converts every factor: factors kept in a plain list (MultiBench) would stay behind.
+    model.to(torch.float64)
+    assert all(p.dtype == torch.float64 for p in (fusion.primary_factor, fusion.aux_factor, fusion.rank_weights))
+    model.float()
     x = batch()
     model.forward_batch(x).sum().backward()
     for p in factors:
@@ -89,6 +90,23 @@ def test_mfm_loss_adds_input_reconstruction():
     assert model.primary_encoder.layers[0][0].weight.grad.abs().sum() > 0
 
 
+def test_mfm_factors_read_what_the_method_says():
+    torch.manual_seed(0)
+    fusion = FactorizedMultimodal(3, 4, (1, 2, 2), (1, 2, 2), factor_dim=5, recon_weight=0.5).train()
+    z_p, z_a = torch.randn(2, 3), torch.randn(2, 4)
+    f_y = fusion(z_p, z_a)
+    assert not torch.allclose(f_y, fusion(z_p, torch.randn(2, 4)))  # F_y reads both modalities
+    # Decoder m reads [F_y, F_m], and F_m reads modality m alone.
+    p_hat, a_hat = fusion.reconstruct(f_y, z_p, z_a)
+    p_hat_other, a_hat_other = fusion.reconstruct(f_y, z_p, torch.randn(2, 4))
+    torch.testing.assert_close(p_hat, p_hat_other)
+    assert not torch.allclose(a_hat, a_hat_other)
+    x_p, x_a = torch.randn(2, 1, 2, 2), torch.randn(2, 1, 2, 2)
+    fusion(z_p, z_a)
+    loss = fusion.training_loss(torch.tensor(1.0), None, x_p, x_a)
+    torch.testing.assert_close(loss, 1.0 + 0.5 * fusion.reconstruction_loss(x_p, x_a))
+
+
 def test_mfm_reconstruction_loss_is_zero_for_a_perfect_decoder():
     fusion = FactorizedMultimodal(3, 4, (1, 2, 2), (1, 8, 8), recon_size=4)
     x_p, x_a = torch.randn(2, 1, 2, 2), torch.randn(2, 1, 8, 8)
@@ -108,7 +126,8 @@ def test_blend_weights_worked_example():
         val_after=torch.tensor([0.8, 0.9, 1.1]),
         previous=torch.full((3,), 1 / 3),
     )
-    torch.testing.assert_close(weights, torch.tensor([5 / 15, 10 / 15, 0.0]))
+    # Normalised: [1/3, 2/3, 0]; with the floor of 0.05 per head, 0.85 * w + 0.05.
+    torch.testing.assert_close(weights, torch.tensor([1 / 3, 0.85 * 2 / 3 + 0.05, 0.05]))
 
 
 def test_blend_weights_keep_previous_when_no_head_generalises():
@@ -120,8 +139,15 @@ def test_blend_weights_keep_previous_when_no_head_generalises():
 def test_blend_weights_floor_the_overfitting_term():
     weights = blend_weights(torch.ones(2), torch.ones(2), torch.tensor([0.9, 0.5]), torch.tensor([0.9, 0.5]),
                             torch.full((2,), 0.5), min_overfit=0.1)
-    # O = 0 for both heads, floored at 0.1^2: weights proportional to G = 0.1 and 0.5.
-    torch.testing.assert_close(weights, torch.tensor([1 / 6, 5 / 6]))
+    # O = 0 for both heads, floored at 0.1^2: weights proportional to G = 0.1 and 0.5, so
+    # [1/6, 5/6], then 0.9 * w + 0.05.
+    torch.testing.assert_close(weights, torch.tensor([0.2, 0.8]))
+    unfloored = blend_weights(torch.ones(2), torch.ones(2), torch.tensor([0.9, 0.5]), torch.tensor([0.9, 0.5]),
+                              torch.full((2,), 0.5), min_overfit=0.1, min_weight=0.0)
+    torch.testing.assert_close(unfloored, torch.tensor([1 / 6, 5 / 6]))
+    with pytest.raises(ValueError, match="min_weight must be in"):
+        blend_weights(torch.ones(2), torch.ones(2), torch.ones(2), torch.ones(2), torch.full((2,), 0.5),
+                      min_weight=0.5)
 
 
 def test_gradient_blending_loss_is_the_weighted_sum_of_head_losses():
@@ -164,6 +190,32 @@ def test_mbt_streams_exchange_information_only_through_the_bottleneck():
     assert not torch.allclose(b1, b2)  # the bottleneck does
 
 
+def test_mbt_streams_stay_apart_before_the_fusion_layer_and_average_the_bottleneck():
+    torch.manual_seed(0)
+    mbt = BottleneckTransformer(3, 5, 4, 6, dim=16, num_layers=2, num_heads=2, fusion_layer=1).eval()
+    seen = []
+    mbt.primary_layers[1].register_forward_hook(lambda module, args, output: seen.append(args[0][:, :5]))
+    taps_p = [torch.randn(2, 3, 2, 2)]
+    mbt(taps_p, [torch.randn(2, 5, 2, 3)])
+    mbt(taps_p, [torch.randn(2, 5, 2, 3)])
+    torch.testing.assert_close(seen[0], seen[1])  # layer 0 ran without the auxiliary stream
+    x_p, x_a, bottleneck = torch.randn(2, 5, 16), torch.randn(2, 7, 16), torch.randn(2, 4, 16)
+    _, _, updated = mbt.fusion_step(1, x_p, x_a, bottleneck)
+    from_p = mbt.primary_layers[1](torch.cat([x_p, bottleneck], 1))[:, 5:]
+    from_a = mbt.aux_layers[1](torch.cat([x_a, bottleneck], 1))[:, 7:]
+    torch.testing.assert_close(updated, (from_p + from_a) / 2)
+
+
+def test_mbt_averages_the_logits_of_both_class_tokens():
+    torch.manual_seed(0)
+    model = build_model("mbt").eval()
+    x_p, x_a = model.batch_inputs(batch())
+    tokens = model.fusion(*model.encode(x_p, x_a))
+    assert tokens.shape == (6, 2, 64)
+    expected = (model.head(tokens[:, 0]) + model.head(tokens[:, 1])) / 2
+    torch.testing.assert_close(model(x_p, x_a), expected)
+
+
 def test_mbt_output_depends_on_both_modalities():
     torch.manual_seed(0)
     model = build_model("mbt").eval()
@@ -195,6 +247,23 @@ def test_refiner_loss_worked_example():
     torch.testing.assert_close(refiner_loss(reconstructions, targets), torch.tensor((1 - 2**-0.5) / 2))
 
 
+def test_refnet_refiner_targets_are_detached():
+    torch.manual_seed(0)
+    fusion = RefinerFusion(3, 4, fused_dim=5).train()
+    z_p, z_a = torch.randn(2, 3, requires_grad=True), torch.randn(2, 4)
+    fusion(z_p, z_a)
+    assert not any(t.requires_grad for t in fusion._cache[1])
+    grad = torch.autograd.grad(fusion.training_loss(torch.tensor(0.0), None, None, None), z_p)[0]
+
+    def by_hand(targets):
+        fused = fusion.fuse(torch.cat([z_p, z_a], 1))
+        loss = refiner_loss((fusion.primary_refiner(fused), fusion.aux_refiner(fused)), targets)
+        return torch.autograd.grad(loss, z_p)[0]
+
+    torch.testing.assert_close(grad, by_hand((z_p.detach(), z_a)))
+    assert not torch.allclose(grad, by_hand((z_p, z_a)))  # the detach changes the gradient
+
+
 def test_refnet_loss_adds_the_refiner_term():
     torch.manual_seed(0)
     model = build_model("refnet").train()
@@ -217,6 +286,10 @@ def test_film_starts_as_identity_and_is_affine_in_the_primary_feature():
     a, b = torch.randn(5, 4), torch.randn(5, 4)
     mixed = film(0.3 * a + 0.7 * b, z_a)
     torch.testing.assert_close(mixed, 0.3 * film(a, z_a) + 0.7 * film(b, z_a))
+    # Feature-wise: output feature i reads input feature i only (a diagonal Jacobian).
+    jacobian = torch.autograd.functional.jacobian(lambda x: film(x, z_a[:1]), z_p[:1]).squeeze()
+    off_diagonal = jacobian - torch.diag(torch.diagonal(jacobian))
+    assert torch.count_nonzero(off_diagonal) == 0 and torch.count_nonzero(torch.diagonal(jacobian)) == 4
 
 
 def test_mag_displacement_is_at_most_beta_times_the_primary_norm():
@@ -239,8 +312,13 @@ def test_dynamic_mlp_c_weights_depend_on_both_inputs_unlike_hyperfuse():
     z_p, z_a = torch.randn(2, 6), torch.randn(2, 4)
     other_p = torch.randn(2, 6)
     assert not torch.allclose(dynamic.generate_weights(z_p, z_a), dynamic.generate_weights(other_p, z_a))
-    torch.testing.assert_close(hyper.generate_weights(z_a), hyper.generate_weights(z_a))  # reads z_a alone
     assert not torch.allclose(dynamic.generate_weights(z_p, z_a), dynamic.generate_weights(z_p, torch.randn(2, 4)))
+    # HyperFuse: the generator's output during forward is the same for any primary input.
+    generated = []
+    hyper.generator.register_forward_hook(lambda module, args, output: generated.append(output))
+    out_1, out_2 = hyper(z_p, z_a), hyper(other_p, z_a)
+    assert not torch.allclose(out_1, out_2)
+    torch.testing.assert_close(generated[0], generated[1])
 
 
 def test_block_i_applies_the_generated_matrix_to_the_primary_feature():
@@ -275,6 +353,16 @@ def test_block_iv_primary_channel_is_purely_primary():
 def test_every_block_variant_builds_and_keeps_the_primary_width(block):
     fusion = HyperFuse(48, 192, 16, block=block, num_blocks=2)
     assert fusion(torch.randn(3, 48), torch.randn(3, 192)).shape == (3, 48)
+
+
+@pytest.mark.parametrize("block", ["I", "II", "III", "IV"])
+def test_variant_models_have_no_extra_final_skip(block):
+    torch.manual_seed(0)
+    model = build_model("hyperfuse", block=block, hidden_dim=8).eval()
+    assert model.fusion.final_skip is False
+    z_p, z_a = torch.randn(3, 48), torch.randn(3, 192)
+    torch.testing.assert_close(model.fusion(z_p, z_a), model.fusion.blocks[0](z_p, z_a))
+    assert build_model("hyperfuse", hidden_dim=8).fusion.final_skip is True
 
 
 def test_block_variants_reject_generator_options():

@@ -161,7 +161,7 @@ def test_code_hash_ignores_comments_and_docstrings(tmp_path):
 
     package = tmp_path / "pkg"
     package.mkdir()
-    write_notebook(tmp_path / "square.ipynb")
+    write_notebook(tmp_path / "square.ipynb", extra_source="\nfrom pkg.a import f")
     (package / "a.py").write_text('"""Module."""\n\ndef f(x):\n    """Square."""\n    return x * x\n')
     before = code_version_hash(tmp_path / "square.ipynb", package)
     (package / "a.py").write_text('"""Other words."""\n# a comment\n\n\ndef f(x):\n    return x * x  # same\n')
@@ -170,20 +170,47 @@ def test_code_hash_ignores_comments_and_docstrings(tmp_path):
     assert code_version_hash(tmp_path / "square.ipynb", package) != before
 
 
-def test_code_hash_skips_modules_that_points_never_run(tmp_path):
+def write_package(package: Path, files: dict[str, str]) -> None:
+    for name, source in files.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(source)
+
+
+def test_point_modules_follow_imports_from_the_notebook(tmp_path):
+    from hfcore.grid import point_module_files
+
+    package = tmp_path / "pkg"
+    write_package(package, {
+        "__init__.py": "from .models import build\n",
+        "models.py": "from .layers import dense\nfrom . import registry\n",
+        "layers.py": "def dense():\n    from pkg.sub.deep import helper\n",
+        "registry.py": "",
+        "sub/__init__.py": "",
+        "sub/deep.py": "from ..layers import dense\n",
+        "other.py": "import numpy\n",  # imported by nothing: not part of a point
+        "sub/unused.py": "",
+    })
+    write_notebook(tmp_path / "square.ipynb", extra_source="\nimport pkg.models")
+    names = [p.relative_to(package).as_posix() for p in point_module_files(tmp_path / "square.ipynb", package)]
+    assert names == ["__init__.py", "layers.py", "models.py", "registry.py", "sub/__init__.py", "sub/deep.py"]
+
+
+def test_code_hash_ignores_modules_that_points_never_run(tmp_path):
     from hfcore.grid import NOT_RUN_BY_POINTS, code_version_hash
 
     package = tmp_path / "pkg"
-    (package / "sub").mkdir(parents=True)
-    write_notebook(tmp_path / "square.ipynb")
-    (package / "a.py").write_text("def f(x):\n    return x * x\n")
+    write_package(package, {"a.py": "def f(x):\n    return x * x\n"})
+    write_notebook(tmp_path / "square.ipynb", extra_source="\nfrom pkg import a, " + NOT_RUN_BY_POINTS[0][:-3])
     before = code_version_hash(tmp_path / "square.ipynb", package)
-    for name in NOT_RUN_BY_POINTS:
-        (package / name).write_text("def timing():\n    return 1\n")
+    # A module the notebook never imports, and a listed one that it does import (summaries, say).
+    write_package(package, {"loader.py": "def load():\n    return 1\n", NOT_RUN_BY_POINTS[0]: "x = 1\n"})
     assert code_version_hash(tmp_path / "square.ipynb", package) == before
-    # Only the top-level module is skipped: a file of that name in a subpackage counts.
-    (package / "sub" / NOT_RUN_BY_POINTS[0]).write_text("def timing():\n    return 1\n")
-    assert code_version_hash(tmp_path / "square.ipynb", package) != before
+    # A module that an imported one starts to import counts.
+    write_package(package, {"a.py": "from . import loader\n\ndef f(x):\n    return x * x\n"})
+    after = code_version_hash(tmp_path / "square.ipynb", package)
+    assert after != before
+    write_package(package, {"loader.py": "def load():\n    return 2\n"})
+    assert code_version_hash(tmp_path / "square.ipynb", package) != after
 
 
 def test_grids_run_every_product_once(tmp_path):

@@ -7,17 +7,21 @@ concatenation feeds both the branch that is transformed and the branch that gene
 weights. So the generated matrix depends on the primary input too, where HyperFuse's depends
 on the auxiliary input alone.
 
-Our reading, one block at the AV-MNIST embedding:
+Our reading follows the authors' fusion module (``FusionModule`` with ``Dynamic_MLP_C`` in
+their public code), with one dynamic block and ``h`` their ``planes``:
 
-    c = [z_p, z_a]
-    x = LN(P c)                     (h wide; the transformed branch)
-    W = G(ReLU(LN(Q c)))            (h x h per sample)
-    y = ReLU(LN(W^T x))
-    z_p' = z_p + O y                (back to the primary width, with a residual)
+    x0 = P0 z_p                                  (primary projected to h)
+    c  = [x0, z_a]
+    x  = P2 ReLU(P1 c)                           (the transformed branch)
+    W  = G ReLU(Q c)                             (h x h per sample)
+    y  = ReLU(LN(W^T x))
+    y  = ReLU(LN(R y))                           (R without bias)
+    z_p' = z_p + LN(O y)                         (back to the primary width, with a residual)
 
-Yang et al. stack such blocks with residuals inside a ResNet's last stage; one block with a
-residual matches the HyperFuse block it is compared with. The weights are applied batched
-(``torch.bmm``), never in a per-sample loop.
+The authors place the module after the backbone's global pooling, with the residual around
+it, which is where it sits here (after the LeNet encoder). Their PyTorch default
+initialisation is kept. The weights are applied batched (``torch.bmm``), never in a
+per-sample loop.
 """
 
 from __future__ import annotations
@@ -33,22 +37,25 @@ class DynamicMLPC(nn.Module):
         super().__init__()
         self.out_dim = primary_dim
         self.hidden_dim = hidden_dim
-        self.transformed_in = nn.Sequential(nn.Linear(primary_dim + aux_dim, hidden_dim), nn.LayerNorm(hidden_dim))
-        self.condition_in = nn.Sequential(
-            nn.Linear(primary_dim + aux_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.ReLU()
-        )
-        self.generator = nn.Linear(hidden_dim, hidden_dim * hidden_dim)
-        nn.init.normal_(self.generator.weight, std=1.0 / hidden_dim)  # generated weights of variance ~1/h
-        nn.init.zeros_(self.generator.bias)
-        self.norm = nn.LayerNorm(hidden_dim)
-        self.out = nn.Linear(hidden_dim, primary_dim)
+        h = hidden_dim
+        self.primary_in = nn.Linear(primary_dim, h)  # P0
+        self.transformed = nn.Sequential(nn.Linear(h + aux_dim, h), nn.ReLU(), nn.Linear(h, h))  # P2 ReLU(P1 .)
+        self.condition = nn.Sequential(nn.Linear(h + aux_dim, h), nn.ReLU())  # ReLU(Q .)
+        self.generator = nn.Linear(h, h * h)  # G
+        self.generated_norm = nn.LayerNorm(h)
+        self.refine = nn.Sequential(nn.Linear(h, h, bias=False), nn.LayerNorm(h), nn.ReLU())  # ReLU(LN(R .))
+        self.out = nn.Sequential(nn.Linear(h, primary_dim), nn.LayerNorm(primary_dim))  # LN(O .)
+
+    def _concatenated(self, z_p: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.primary_in(z_p), z_a], dim=1)
 
     def generate_weights(self, z_p: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
         """Return the per-sample ``(batch, h, h)`` matrices."""
-        condition = self.condition_in(torch.cat([z_p, z_a], dim=1))
-        return self.generator(condition).view(-1, self.hidden_dim, self.hidden_dim)
+        return self.generator(self.condition(self._concatenated(z_p, z_a))).view(-1, self.hidden_dim, self.hidden_dim)
 
     def forward(self, z_p: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
-        x = self.transformed_in(torch.cat([z_p, z_a], dim=1))
-        y = torch.bmm(x.unsqueeze(1), self.generate_weights(z_p, z_a)).squeeze(1)
-        return z_p + self.out(torch.relu(self.norm(y)))
+        c = self._concatenated(z_p, z_a)
+        weights = self.generator(self.condition(c)).view(-1, self.hidden_dim, self.hidden_dim)
+        y = torch.bmm(self.transformed(c).unsqueeze(1), weights).squeeze(1)
+        y = self.refine(torch.relu(self.generated_norm(y)))
+        return z_p + self.out(y)

@@ -6,6 +6,10 @@ The auxiliary embedding predicts a per-feature scale and shift for the primary f
 the generated layer is diagonal rather than a full ``h x h`` matrix. We predict
 ``gamma = 1 + delta(z_a)`` with ``delta`` and ``beta`` initialised to zero, so the layer starts
 as the identity (Perez et al. note that predicting ``delta gamma`` trains more stably).
+Perez et al. place FiLM inside every residual block of the CNN, after a BatchNorm without
+affine parameters and before the ReLU. Here one FiLM layer conditions the primary encoder's
+final embedding, the place where the HyperFuse block sits, so that the two compare the fusion
+operation alone.
 """
 
 from __future__ import annotations

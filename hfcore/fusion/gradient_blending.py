@@ -17,9 +17,13 @@ Our reading (the online variant, re-estimated every epoch):
 - After every epoch, ``L^T`` is measured on a fixed, evenly spaced probe of ``probe_size``
   training samples and ``L^V`` on the validation split, both in evaluation mode. The weights
   start equal and are re-estimated from the last two epochs.
-- A head whose held-out loss did not fall (``G <= 0``) gets weight 0. ``O^2`` is floored at
-  ``min_overfit ** 2``, so a head that neither overfits nor underfits does not take all the
-  weight. When no head gained, the weights stay as they were.
+- One epoch is a short interval, so ``G`` and ``O`` are differences of noisy losses. Two
+  floors keep the estimate from swinging to one head. ``O^2`` is floored at
+  ``min_overfit ** 2`` (0.01 squared: per-epoch changes of the loss gap are typically 0.01 to
+  0.1), so a head whose gap happened not to move does not take all the weight. And every head
+  keeps at least ``min_weight`` (0.05). A head whose held-out loss rose for one epoch has
+  ``G <= 0`` and would get weight 0, and the floor keeps it training. This matters most for the
+  fused head, the one used at test time. When no head gained, the weights stay as they were.
 - Weights and the previous losses are buffers, so checkpoints and resumed runs keep them.
 """
 
@@ -42,15 +46,24 @@ def blend_weights(
     train_after: torch.Tensor,
     val_after: torch.Tensor,
     previous: torch.Tensor,
-    min_overfit: float = 1e-3,
+    min_overfit: float = 0.01,
+    min_weight: float = 0.05,
 ) -> torch.Tensor:
-    """Return the normalised weights ``G / O^2`` per head (see the module docstring)."""
+    """Return the normalised weights ``G / O^2`` per head, with the floors of the module docstring.
+
+    The weights ``G / O^2`` (with ``O^2`` floored) are normalised to sum to 1; every weight is
+    then raised to at least ``min_weight`` by mixing with the uniform weights,
+    ``w = (1 - k * min_weight) * w + min_weight`` for ``k`` heads.
+    """
+    count = len(previous)
+    if not 0 <= min_weight * count < 1:
+        raise ValueError(f"min_weight must be in [0, 1/{count}) for {count} heads, got {min_weight}")
     gain = val_before - val_after
     overfit = (val_after - train_after) - (val_before - train_before)
     raw = torch.clamp(gain, min=0) / torch.clamp(overfit**2, min=min_overfit**2)
     if float(raw.sum()) <= 0:
         return previous.clone()
-    return raw / raw.sum()
+    return (1 - count * min_weight) * raw / raw.sum() + min_weight
 
 
 class GradientBlending(nn.Module):
@@ -69,7 +82,8 @@ class GradientBlending(nn.Module):
         auxiliary_head: nn.Module,
         *,
         probe_size: int = 2000,
-        min_overfit: float = 1e-3,
+        min_overfit: float = 0.01,
+        min_weight: float = 0.05,
     ):
         super().__init__()
         self.out_dim = primary_dim + aux_dim
@@ -77,6 +91,7 @@ class GradientBlending(nn.Module):
         self.auxiliary_head = auxiliary_head
         self.probe_size = probe_size
         self.min_overfit = min_overfit
+        self.min_weight = min_weight
         self.register_buffer("weights", torch.full((len(HEADS),), 1.0 / len(HEADS)))
         # Training and held-out losses per head at the last estimate; NaN before the first.
         self.register_buffer("last_losses", torch.full((2, len(HEADS)), float("nan")))
@@ -118,7 +133,8 @@ class GradientBlending(nn.Module):
         losses = torch.stack([self.head_losses(model, self.probe(train_data)), self.head_losses(model, val_data)])
         if not torch.isnan(self.last_losses).any():
             self.weights.copy_(
-                blend_weights(self.last_losses[0], self.last_losses[1], losses[0], losses[1], self.weights, self.min_overfit)
+                blend_weights(self.last_losses[0], self.last_losses[1], losses[0], losses[1], self.weights,
+                              self.min_overfit, self.min_weight)
             )
         self.last_losses.copy_(losses)
         logger.info("gradient blending weights (fused, primary, auxiliary): %s", [round(float(w), 3) for w in self.weights])

@@ -11,8 +11,8 @@ MAG shifts the primary embedding by a gated displacement computed from the auxil
 The scaling ``alpha`` keeps the displacement no longer than ``beta`` times the primary
 embedding, so the auxiliary modality can shift but never swamp it. MAG-BERT has one gate per
 non-verbal modality (visual and acoustic); with one auxiliary modality there is one gate.
-MAG-BERT's dropout on the displacement is left out (``dropout=0``); ``beta`` = 1 as in
-MAG-BERT's default.
+MAG-BERT applies dropout after the LayerNorm; here there is none, as in every other model of
+the comparison. ``beta`` = 1 is MAG-BERT's default.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ exchange information only through these tokens.
 Our reading for AV-MNIST, where the encoders are LeNets rather than ViTs. The tokens are the
 positions of a LeNet feature map: by default image layer 2 and audio layer 4, each 7 x 7, so
 49 tokens per modality. Each token is projected to ``dim``, and each stream gets a learned
-position embedding and a class token. The transformer replaces the remaining encoder layers. The output is the average
-of the two streams' final class tokens, after a LayerNorm; MBT averages per-stream logits,
-which for a linear head is the same.
+position embedding and a class token. The transformer replaces the remaining encoder layers.
+As in MBT, each stream's final class token goes, after its own LayerNorm, through the same
+classification head, and the two streams' logits are averaged: the fusion returns both tokens
+as ``(batch, 2, dim)`` and ``TappedModel`` averages the head's logits over them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _tokens(feature_map: torch.Tensor) -> torch.Tensor:
 
 
 class BottleneckTransformer(nn.Module):
-    """Fusion over token maps: ``([map_p], [map_a]) -> (batch, dim)``.
+    """Fusion over token maps: ``([map_p], [map_a]) -> (batch, 2, dim)``, the two class tokens.
 
     Args:
         primary_channels, aux_channels: channels of the tapped feature maps.
@@ -72,7 +73,8 @@ class BottleneckTransformer(nn.Module):
 
         self.primary_layers = nn.ModuleList(layer() for _ in range(num_layers))
         self.aux_layers = nn.ModuleList(layer() for _ in range(num_layers))
-        self.norm = nn.LayerNorm(dim)
+        self.primary_norm = nn.LayerNorm(dim)
+        self.aux_norm = nn.LayerNorm(dim)
 
     def fusion_step(self, index: int, x_p: torch.Tensor, x_a: torch.Tensor, bottleneck: torch.Tensor):
         """Run layer ``index`` of both streams with the bottleneck; return ``(x_p, x_a, bottleneck)``.
@@ -97,4 +99,4 @@ class BottleneckTransformer(nn.Module):
                 x_p, x_a = self.primary_layers[index](x_p), self.aux_layers[index](x_a)
             else:
                 x_p, x_a, bottleneck = self.fusion_step(index, x_p, x_a, bottleneck)
-        return (self.norm(x_p[:, 0]) + self.norm(x_a[:, 0])) / 2
+        return torch.stack([self.primary_norm(x_p[:, 0]), self.aux_norm(x_a[:, 0])], dim=1)

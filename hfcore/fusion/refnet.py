@@ -5,12 +5,16 @@ decoder per modality, reconstructs each unimodal embedding from the fused one. T
 loss rewards a fused embedding that keeps the information of every modality. It is added to
 the task loss in training, and the refiner is unused at inference.
 
-Our reading: the fusion is a Linear + ReLU layer of the concatenated embeddings; each
-refiner is a two-layer MLP; and the refiner loss is the mean over modalities of
-``1 - cos(R_m(z_f), z_m)``. The cosine is scale-free, so the loss cannot be lowered by
-shrinking the unimodal embeddings, which an L2 loss on learned targets would reward. The
-paper's multi-similarity contrastive term for the fused embedding is left out; it needs
-large batches of positives and is not what defines the refiner.
+Our reading: the fusion is a Linear + ReLU layer of the concatenated embeddings, and each
+refiner is a two-layer MLP. The refiner loss is the mean over modalities of
+``1 - cos(R_m(z_f), z_m)``. The targets ``z_m`` are detached, so the refiner loss reaches the
+encoders only through the fused embedding, which must keep each modality's information. Without
+the detach, the loss could also be lowered by turning the unimodal embeddings toward directions
+that are easy to reconstruct. The cosine is scale-free, so shrinking an embedding does not
+lower the loss either. The paper's multi-similarity contrastive term for the fused
+embedding is left out; it needs large batches of positives and is not what defines the
+refiner. MultiBench's ``RefNet_objective`` differs: its refiners reconstruct the flattened
+raw inputs, with a cosine embedding loss summed over modalities.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class RefinerFusion(nn.Module):
     def forward(self, z_p: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
         fused = self.fuse(torch.cat([z_p, z_a], dim=1))
         if self.training:
-            self._cache = ((self.primary_refiner(fused), self.aux_refiner(fused)), (z_p, z_a))
+            self._cache = ((self.primary_refiner(fused), self.aux_refiner(fused)), (z_p.detach(), z_a.detach()))
         else:
             self._cache = None
         return fused
