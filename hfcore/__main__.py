@@ -47,18 +47,18 @@ def main(argv: list[str] | None = None) -> int:
                        help="model name: hyperfuse, lf, image_only, audio_only, or a baseline (lfn, lmf, mfm, gb, "
                             "mbt, mfas, refnet, film, mag, dynamic_mlp_c); an unknown name lists them all")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, default=12)
+    train.add_argument("--epochs", type=int, default=15, help="training epochs (default: %(default)s, as the notebook)")
     train.add_argument("--batch-size", type=int, default=64, help="global batch size, split across processes")
     train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
     train.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default: %(default)s)")
-    train.add_argument("--hidden-dim", type=int, default=64, help="HyperFuse bottleneck width")
-    train.add_argument("--num-blocks", type=int, default=1, help="stacked HyperFuse blocks")
+    train.add_argument("--hidden-dim", type=int, help="bottleneck width of HyperFuse and dynamic_mlp_c (default: 64)")
+    train.add_argument("--num-blocks", type=int, help="stacked HyperFuse blocks (default: 1)")
     train.add_argument("--fusion-position", type=int,
                        help="primary-encoder layers before the HyperFuse blocks (default: after the encoder)")
     train.add_argument("--primary", default="image", help="primary modality: image or audio")
-    train.add_argument("--generator", default="full", help="HyperFuse generator: full (the paper's) or factorized")
+    train.add_argument("--generator", help="HyperFuse generator: full (the paper's, the default) or factorized")
     train.add_argument("--rank", type=int, help="rank of the factorized generator (default: the bottleneck width)")
-    train.add_argument("--block", default="base", help="HyperFuse block: base, or the appendix variants I, II, III, IV")
+    train.add_argument("--block", help="HyperFuse block: base (the default), or the appendix variants I, II, III, IV")
     train.add_argument("--precision", default="float32", help="float32, or bfloat16 autocast")
     train.add_argument("--train-fraction", type=float, default=1.0)
     train.add_argument("--data-dir", help="folder with mnist/ and fsdd/ (default: HYPERFUSE_DATA or ../shared/data)")
@@ -89,8 +89,25 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(args)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         # Bad input (missing data, an existing result, an invalid value). The message names the fix.
-        print(f"error: {error}", file=sys.stderr)
+        hint = " (on the command line: --overwrite)" if isinstance(error, FileExistsError) and \
+            getattr(args, "command", None) == "train" else ""
+        print(f"error: {error}{hint}", file=sys.stderr)
         return 2
+
+
+def training_options(model: str) -> set[str]:
+    """Return the model options of ``run_avmnist`` that reach the builder of ``model``.
+
+    ``run_avmnist`` passes ``generator``, ``rank`` and ``block`` to HyperFuse only, and the
+    other options to any builder that takes them. Raises ValueError for an unknown model.
+    """
+    from .models import model_option_names
+
+    accepted = model_option_names(model)
+    forwarded = {"hidden_dim", "num_blocks", "fusion_position"} & accepted
+    if model == "hyperfuse":
+        forwarded |= {"generator", "rank", "block"}
+    return forwarded
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -121,11 +138,21 @@ def run_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--lr must be positive, got {args.lr}")
         if not args.weight_decay >= 0:
             raise ValueError(f"--weight-decay must be 0 or positive, got {args.weight_decay}")
+        options = {"hidden_dim": args.hidden_dim, "num_blocks": args.num_blocks, "generator": args.generator,
+                   "rank": args.rank, "block": args.block, "fusion_position": args.fusion_position}
+        given = {name: value for name, value in options.items() if value is not None}
+        unused = sorted(set(given) - training_options(args.model))
+        if unused:
+            flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+            raise ValueError(
+                f"model {args.model!r} does not use {flags}; leave {'them' if len(unused) > 1 else 'it'} out. "
+                "(Method options such as LMF's rank keep the defaults of hfcore.baselines here; set them "
+                "with build_model in Python.)"
+            )
 
         record = run_avmnist(model=args.model, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, weight_decay=args.weight_decay, hidden_dim=args.hidden_dim,
-                             num_blocks=args.num_blocks, fusion_position=args.fusion_position, primary=args.primary,
-                             generator=args.generator, rank=args.rank, block=args.block, precision=args.precision,
+                             lr=args.lr, weight_decay=args.weight_decay, primary=args.primary,
+                             precision=args.precision, **given,
                              train_fraction=args.train_fraction, data_dir=args.data_dir,
                              cache_dir=args.cache_dir, results_dir=args.results_dir,
                              checkpoint_dir=args.checkpoint_dir, run_name=args.run_name, overwrite=args.overwrite,

@@ -10,6 +10,7 @@ Everything here reads saved results files and retrains nothing.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +46,49 @@ def config_name(model: str, block: str | None) -> str:
     return model if block in (None, "base") else f"{model}/{block}"
 
 
+# Parameters that may differ between the runs of one comparison; every other one must agree.
+COMPARED = ("model", "block", "lr", "seed")
+
+
+def check_comparable(records: list[dict], folder: str | Path = "") -> None:
+    """Raise ValueError unless the runs differ only in model, block, learning rate and seed
+    (paths and bookkeeping aside), with one run per configuration, rate and seed."""
+    from .summary import NOT_A_VARIANT
+
+    ignored = set(COMPARED) | set(NOT_A_VARIANT)
+    names = sorted({name for r in records for name in r["parameters"]} - ignored)
+    differing = {}
+    for name in names:
+        values = sorted({json.dumps(r["parameters"].get(name), sort_keys=True) for r in records})
+        if len(values) > 1:
+            differing[name] = values
+    if differing:
+        listed = "; ".join(f"{name}: {', '.join(values)}" for name, values in differing.items())
+        raise ValueError(
+            f"the runs in {folder} differ in more than model, block, learning rate and seed ({listed}), so "
+            "they cannot be compared; give each comparison its own results folder"
+        )
+    seen: dict[tuple, str] = {}
+    for record in records:
+        params = record["parameters"]
+        key = (config_name(record["model"], params.get("block")), params["lr"], record["seed"])
+        if key in seen:
+            raise ValueError(
+                f"{folder} holds two runs of {key[0]} at lr {key[1]} with seed {key[2]} "
+                f"({seen[key]} and {record.get('run_name')}); keep one of them"
+            )
+        seen[key] = record.get("run_name", "")
+
+
 def comparison_frame(folder: str | Path) -> pd.DataFrame:
-    """Return one row per run: configuration, learning rate, seed, accuracies (%), timing."""
+    """Return one row per run: configuration, learning rate, seed, accuracies (%), timing.
+
+    Raises ValueError when the runs are not comparable (see ``check_comparable``).
+    """
     records = read_results(folder)
     if not records:
         raise FileNotFoundError(f"no results files in {folder}; run experiments/avmnist_baselines.yaml first")
+    check_comparable(records, folder)
     rows = []
     for record in records:
         params = record["parameters"]
@@ -171,6 +210,13 @@ def format_comparison(table: pd.DataFrame, reference: str = REFERENCE) -> str:
         "(95% CI) | Paper (%) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    notes = []
+    if reference not in set(table["config"]):
+        notes.append(f"No {LABELS.get(reference, reference)} run: the paired differences need one.")
+    elif table["paired_seeds"].max() < 2 and len(table) > 1:
+        notes.append("The paired differences need two or more seeds shared with the reference.")
+    if table["seconds_per_epoch"].isna().all():
+        notes.append("No epoch times: run `.venv/bin/python benchmarks/run.py --parts models` (about 5 minutes).")
     for row in table.itertuples():
         if row.config == reference:
             diff = "reference"
@@ -184,7 +230,7 @@ def format_comparison(table: pd.DataFrame, reference: str = REFERENCE) -> str:
             f"| {row.label} | {row.lr:g} | {row.test_mean:.1f} ± {_number(row.test_std)} | {row.seeds} | "
             f"{row.parameters:,} | {_number(row.seconds_per_epoch)} | {diff} | {paper} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def tuning_table(frame: pd.DataFrame, seed: int = TUNING_SEED) -> pd.DataFrame:
@@ -223,13 +269,16 @@ def plot_comparison(frame: pd.DataFrame, table: pd.DataFrame, *, title: str = "A
     acc_ax.set_xlabel("test accuracy (%)")
     handles, names = acc_ax.get_legend_handles_labels()
     unique = dict(zip(names, handles))
-    acc_ax.legend(unique.values(), unique.keys(), loc="lower left", frameon=False, fontsize=8)
+    fig.legend(unique.values(), unique.keys(), loc="lower left", ncol=3, frameon=False, fontsize=8)
     acc_ax.grid(axis="x", alpha=0.3)
+    if not (table["paired_seeds"] >= 2).any():
+        diff_ax.text(0.5, 0.5, "paired differences need two or more\nseeds shared with HyperFuse",
+                     transform=diff_ax.transAxes, ha="center", va="center", color="0.4")
     diff_ax.axvline(0, color="0.3", linewidth=1)
     diff_ax.set_xlabel("accuracy minus HyperFuse, same seed (points, 95% CI)")
     diff_ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))  # room for the legend below the panels
     return fig
 
 

@@ -35,7 +35,9 @@ def test_calibrate_accepts_empty_setting_lists(monkeypatch):
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["--model", "mfm", "--block", "II"], "applies to model='hyperfuse' only"),
+        (["--model", "mfm", "--block", "II"], "model 'mfm' does not use --block; leave it out"),
+        (["--model", "lmf", "--rank", "2"], "model 'lmf' does not use --rank"),
+        (["--model", "lf", "--hidden-dim", "32", "--num-blocks", "2"], "does not use --hidden-dim, --num-blocks; leave them"),
         (["--model", "hyperfuse", "--block", "V"], "block must be one of"),
         (["--model", "hyperfuse", "--weight-decay", "-0.1"], "--weight-decay must be 0 or positive, got -0.1"),
         (["--model", "hyperfuse", "--lr", "0"], "--lr must be positive, got 0.0"),
@@ -59,6 +61,19 @@ def test_train_passes_every_option_to_the_run(monkeypatch, tmp_path):
             "--precision", "bfloat16"]
     assert main(argv) == 0
     assert {k: received[k] for k in ("lr", "weight_decay", "num_blocks", "fusion_position", "primary", "generator",
-                                     "rank", "block", "precision")} == {
+                                     "rank", "precision")} == {
         "lr": 0.002, "weight_decay": 0.01, "num_blocks": 2, "fusion_position": 3, "primary": "audio",
-        "generator": "factorized", "rank": 4, "block": "base", "precision": "bfloat16"}
+        "generator": "factorized", "rank": 4, "precision": "bfloat16"}
+    assert "block" not in received and "hidden_dim" not in received  # not given: run_avmnist's defaults apply
+
+
+def test_train_points_to_overwrite_on_the_command_line(tmp_path, capsys, monkeypatch):
+    from hfcore import experiments
+    from hfcore.results import ResultExistsError
+
+    def refuse(**kwargs):
+        raise ResultExistsError("results/x.json already exists; pass overwrite=True")
+
+    monkeypatch.setattr(experiments, "run_avmnist", refuse)
+    assert main(["train", "--model", "lf"]) == 2
+    assert "(on the command line: --overwrite)" in capsys.readouterr().err

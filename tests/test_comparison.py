@@ -141,3 +141,28 @@ def test_benchmark_epoch_seconds_reads_the_newest_full_record(tmp_path):
     write("20260103T000000Z", True, 0.1)  # a quick run: its timings are overhead, never used
     (tmp_path / "benchmark-20260104T000000Z.json").write_text(json.dumps({"parameters": {"quick": False}}))
     assert benchmark_epoch_seconds(tmp_path) == {"lf": 9.0}
+
+
+def test_comparison_rejects_runs_that_differ_in_other_settings(tmp_path):
+    write_run(tmp_path, "hyperfuse", 0.001, 0, test=72.0, val=80, epochs=12)
+    write_run(tmp_path, "lf", 0.001, 0, test=71.0, val=80, epochs=5)
+    with pytest.raises(ValueError, match=r"differ in more than model, block, learning rate and seed \(epochs: 12, 5\)"):
+        comparison_frame(tmp_path)
+
+
+def test_comparison_rejects_two_runs_of_one_seed(tmp_path):
+    write_run(tmp_path, "lf", 0.001, 0, test=71.0, val=80)
+    record = json.loads((tmp_path / "lf-base-0.001-0.json").read_text())
+    (tmp_path / "copy.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="two runs of lf at lr 0.001 with seed 0"):
+        comparison_frame(tmp_path)
+
+
+def test_format_comparison_says_what_is_missing(tmp_path):
+    write_run(tmp_path, "lf", 0.001, 0, test=71.0, val=80)
+    text = format_comparison(comparison_table(comparison_frame(tmp_path)))
+    assert "No HyperFuse run: the paired differences need one." in text
+    assert "benchmarks/run.py --parts models" in text
+    write_run(tmp_path, "hyperfuse", 0.001, 0, test=72.0, val=80)
+    text = format_comparison(comparison_table(comparison_frame(tmp_path), epoch_seconds={"lf": 8.0}))
+    assert "need two or more seeds" in text and "--parts models" not in text
