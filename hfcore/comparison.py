@@ -74,7 +74,7 @@ def check_comparable(records: list[dict], folder: str | Path = "") -> None:
         key = (config_name(record["model"], params.get("block")), params["lr"], record["seed"])
         if key in seen:
             raise ValueError(
-                f"{folder} holds two runs of {key[0]} at lr {key[1]} with seed {key[2]} "
+                f"{folder} contains two runs of {key[0]} at lr {key[1]} with seed {key[2]} "
                 f"({seen[key]} and {record.get('run_name')}); keep one of them"
             )
         seen[key] = record.get("run_name", "")
@@ -240,7 +240,7 @@ def tuning_table(frame: pd.DataFrame, seed: int = TUNING_SEED) -> pd.DataFrame:
 
 
 def _interval_colour(low: float, high: float) -> str:
-    # Blue: HyperFuse is better at 95%; orange: the other model is; grey: the interval holds 0.
+    # Blue: HyperFuse is better at 95%. Orange: the other model is. Grey: the interval contains 0.
     if high < 0:
         return "C0"
     if low > 0:

@@ -34,8 +34,10 @@ def test_position_table_lays_out_primaries_and_the_paper():
     table = position_table(pd.DataFrame(rows)).set_index("position")
     assert list(table.index) == [2, 5, "unimodal"]
     assert table.loc["unimodal", "image_ours"] == "65.0 ± 1.4 (n=2)"
-    assert table.loc[2, "image_ours"] == "72.0 (n=1)" and table.loc[2, "image_paper"] == "72.6 ± 0.3"
-    assert table.loc[5, "image_ours"] == "" and table.loc[5, "audio_paper"] == ""
+    assert table.loc[2, "image_ours"] == "72.0 (n=1)"
+    assert table.loc[2, "image_paper"] == "72.6 ± 0.3"
+    assert table.loc[5, "image_ours"] == ""
+    assert table.loc[5, "audio_paper"] == ""
     assert table.loc["unimodal", "audio_ours"] == ""
 
 

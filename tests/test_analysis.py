@@ -69,11 +69,12 @@ def test_emap_gap_worked_example():
     result = emap_gap(pair, torch.tensor([0, 1]))
     assert result == {"model_accuracy": 100.0, "projection_accuracy": 100.0, "gap": 0.0}
     result = emap_gap(pair, torch.tensor([1, 0]))  # swap labels: the model is always wrong
-    assert result["model_accuracy"] == 0.0 and result["gap"] == 0.0
+    assert result["model_accuracy"] == 0.0
+    assert result["gap"] == 0.0
 
 
 @pytest.mark.parametrize("name", ["lf", "hyperfuse", "mfas"])
-def test_pair_logits_match_the_full_model_on_every_pair(name):
+def test_pair_logits_match_full_model(name):
     torch.manual_seed(0)
     model = build_model(name)
     x_p, x_a = inputs(5)
@@ -107,14 +108,15 @@ def test_gaussian_noise_has_the_requested_scale():
         add_gaussian_noise(x, -1)
 
 
-def test_a_model_without_auxiliary_input_is_insensitive_to_corruption():
+def test_corruption_unimodal_model_unaffected():
     torch.manual_seed(0)
     model = build_model("image_only")
     x_p, x_a = inputs(20)
     labels = torch.arange(20) % 10
     result = corruption_sensitivity(model, x_p, x_a, labels, noise_stds=(1.0,))
     assert set(result) == {"clean", "wrong_auxiliary", "noise_1", "drop_wrong_auxiliary", "drop_noise_1"}
-    assert result["drop_wrong_auxiliary"] == 0.0 and result["drop_noise_1"] == 0.0
+    assert result["drop_wrong_auxiliary"] == 0.0
+    assert result["drop_noise_1"] == 0.0
 
 
 def test_corruption_changes_a_fusion_model():
@@ -150,7 +152,8 @@ def test_separation_ratio_is_scale_free():
 
 def test_class_distance_matrix_leaves_single_sample_classes_undefined():
     matrix = class_distance_matrix(torch.tensor([[0.0], [3.0]]), torch.tensor([0, 1]))
-    assert math.isnan(matrix[0, 0]) and matrix[0, 1] == 3.0
+    assert math.isnan(matrix[0, 0])
+    assert matrix[0, 1] == 3.0
 
 
 def test_relative_error_worked_example():
@@ -216,7 +219,8 @@ def test_analyse_runs_on_trained_fixture_models(fixture_dataset, tmp_path):
     frame = analysis_frame(records)
     table = emap_table(frame)
     assert list(table["seeds"]) == [2, 2]
-    assert plot_corruption(frame).axes and plot_distance_heatmaps(records, ["hyperfuse", "lf"]).axes
+    assert plot_corruption(frame).axes
+    assert plot_distance_heatmaps(records, ["hyperfuse", "lf"]).axes
     with pytest.raises(ValueError, match="have no runs"):
         analyse_runs(runs, output, fixture_dataset, configs=["mfm"], checkpoint_dir=checkpoints)
 
@@ -244,7 +248,7 @@ def test_explained_by_class_worked_examples():
         explained_by_class(torch.ones(4, 2, 2), labels)
 
 
-def test_plot_class_matrices_draws_the_mean_and_one_deviation_per_class():
+def test_plot_class_matrices_panels():
     from hfcore.analysis import plot_class_matrices
 
     means = torch.randn(10, 4, 4)

@@ -64,16 +64,18 @@ def test_train_passes_every_option_to_the_run(monkeypatch, tmp_path):
                                      "rank", "precision")} == {
         "lr": 0.002, "weight_decay": 0.01, "num_blocks": 2, "fusion_position": 3, "primary": "audio",
         "generator": "factorized", "rank": 4, "precision": "bfloat16"}
-    assert "block" not in received and "hidden_dim" not in received  # not given: run_avmnist's defaults apply
+    # Options not given are left to run_avmnist's defaults.
+    assert "block" not in received
+    assert "hidden_dim" not in received
 
 
 def test_train_points_to_overwrite_on_the_command_line(tmp_path, capsys, monkeypatch):
     from hfcore import experiments
     from hfcore.results import ResultExistsError
 
-    def refuse(**kwargs):
+    def reject(**kwargs):
         raise ResultExistsError("results/x.json already exists; pass overwrite=True")
 
-    monkeypatch.setattr(experiments, "run_avmnist", refuse)
+    monkeypatch.setattr(experiments, "run_avmnist", reject)
     assert main(["train", "--model", "lf"]) == 2
     assert "(on the command line: --overwrite)" in capsys.readouterr().err

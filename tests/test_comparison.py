@@ -45,10 +45,12 @@ def test_paired_difference_worked_example():
 
 def test_paired_difference_needs_two_seeds():
     result = paired_difference(pd.Series([1.0], index=[0]), pd.Series([0.0], index=[0]))
-    assert result["mean"] == 1.0 and math.isnan(result["low"]) and math.isnan(result["high"])
+    assert result["mean"] == 1.0
+    assert math.isnan(result["low"])
+    assert math.isnan(result["high"])
 
 
-def test_learning_rate_is_chosen_on_validation_of_seed_0_only(tmp_path):
+def test_learning_rate_chosen_on_validation(tmp_path):
     write_run(tmp_path, "lf", 0.001, 0, test=90, val=70)
     write_run(tmp_path, "lf", 0.002, 0, test=60, val=72)  # best validation, worse test: still chosen
     write_run(tmp_path, "lf", 0.0005, 0, test=95, val=72)  # tie on validation: the smaller rate wins
@@ -68,14 +70,16 @@ def test_comparison_table_pairs_seeds_with_hyperfuse(tmp_path):
     table = table.set_index("config")
     assert list(table.index) == ["hyperfuse", "lf", "hyperfuse/II"]
     lf = table.loc["lf"]
-    assert lf["lr"] == 0.002 and lf["seeds"] == 3
+    assert lf["lr"] == 0.002
+    assert lf["seeds"] == 3
     assert lf["test_mean"] == pytest.approx(212 / 3)
     assert lf["diff_mean"] == pytest.approx(-4 / 3)  # differences -1, -2, -1
     assert lf["seconds_per_epoch"] == 10.0
     assert lf["wall_seconds_per_epoch"] == pytest.approx(10.0)  # 120 s over 12 epochs
     assert math.isnan(table.loc["hyperfuse/II", "seconds_per_epoch"])
     assert lf["paper"] == 71.4
-    assert table.loc["hyperfuse/II", "paired_seeds"] == 1 and math.isnan(table.loc["hyperfuse/II", "diff_low"])
+    assert table.loc["hyperfuse/II", "paired_seeds"] == 1
+    assert math.isnan(table.loc["hyperfuse/II", "diff_low"])
     text = format_comparison(table.reset_index())
     assert "| LF | 0.002 | 70.7 ± 0.6 | 3 | 300 | 10.0 | -1.3 [" in text
     assert "| HyperFuse | 0.001 | 72.0 ± 1.0 | 3 | 500 | 5.0 | reference | 72.4 ± 0.3 |" in text
@@ -99,11 +103,14 @@ def test_write_comparison_splits_baselines_and_block_variants(tmp_path):
     paths = write_comparison(comparison_table(frame), tuning_table(frame), tmp_path)
     assert [p.name for p in paths] == ["comparison.csv", "comparison.md", "tuning.csv"]
     baselines, blocks = (tmp_path / "comparison.md").read_text().split("## HyperFuse block variants")
-    assert "| LF |" in baselines and "Block III" not in baselines
-    assert "| HyperFuse Block III |" in blocks and "| HyperFuse |" in blocks and "| LF |" not in blocks
+    assert "| LF |" in baselines
+    assert "Block III" not in baselines
+    assert "| HyperFuse Block III |" in blocks
+    assert "| HyperFuse |" in blocks
+    assert "| LF |" not in blocks
 
 
-def test_seed_grids_run_each_chosen_rate_seed_by_seed():
+def test_seed_grids_seed_first_order():
     from hfcore.comparison import seed_grids
 
     entries = seed_grids({"lf": 0.002, "hyperfuse/II": 0.0005, "hyperfuse": 0.001}, seeds=(1, 2))
@@ -154,7 +161,7 @@ def test_comparison_rejects_two_runs_of_one_seed(tmp_path):
     write_run(tmp_path, "lf", 0.001, 0, test=71.0, val=80)
     record = json.loads((tmp_path / "lf-base-0.001-0.json").read_text())
     (tmp_path / "copy.json").write_text(json.dumps(record))
-    with pytest.raises(ValueError, match="two runs of lf at lr 0.001 with seed 0"):
+    with pytest.raises(ValueError, match="contains two runs of lf at lr 0.001 with seed 0"):
         comparison_frame(tmp_path)
 
 
@@ -165,4 +172,5 @@ def test_format_comparison_says_what_is_missing(tmp_path):
     assert "benchmarks/run.py --parts models" in text
     write_run(tmp_path, "hyperfuse", 0.001, 0, test=72.0, val=80)
     text = format_comparison(comparison_table(comparison_frame(tmp_path), epoch_seconds={"lf": 8.0}))
-    assert "need two or more seeds" in text and "--parts models" not in text
+    assert "need two or more seeds" in text
+    assert "--parts models" not in text

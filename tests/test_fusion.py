@@ -42,7 +42,7 @@ def test_tensor_fusion_holds_constant_unimodal_and_pairwise_terms():
     assert torch.equal(fused, expected)
 
 
-def test_lmf_equals_a_linear_map_of_the_tensor_fusion_feature():
+def test_lmf_equals_linear_map_of_tensor_fusion():
     torch.manual_seed(0)
     lmf = LowRankFusion(4, 5, out_dim=3, rank=2)
     z_p, z_a = torch.randn(7, 4), torch.randn(7, 5)
@@ -85,7 +85,8 @@ def test_mfm_loss_adds_input_reconstruction():
     torch.testing.assert_close(model.loss(logits, labels, x_p, x_a), ce + recon)
     # Reconstruction targets: the image as is, the spectrogram pooled 4x4 to 28x28.
     x_p_hat, x_a_hat = model.fusion._cache
-    assert x_p_hat.shape == (6, 784) and x_a_hat.shape == (6, 784)
+    assert x_p_hat.shape == (6, 784)
+    assert x_a_hat.shape == (6, 784)
     recon.backward()
     assert model.primary_encoder.layers[0][0].weight.grad.abs().sum() > 0
 
@@ -107,7 +108,7 @@ def test_mfm_factors_read_what_the_method_says():
     torch.testing.assert_close(loss, 1.0 + 0.5 * fusion.reconstruction_loss(x_p, x_a))
 
 
-def test_mfm_reconstruction_loss_is_zero_for_a_perfect_decoder():
+def test_mfm_reconstruction_loss_perfect_decoder():
     fusion = FactorizedMultimodal(3, 4, (1, 2, 2), (1, 8, 8), recon_size=4)
     x_p, x_a = torch.randn(2, 1, 2, 2), torch.randn(2, 1, 8, 8)
     target_a = F.avg_pool2d(x_a, 2).flatten(1)  # 8x8 pooled to 4x4 by hand
@@ -150,7 +151,7 @@ def test_blend_weights_floor_the_overfitting_term():
                       min_weight=0.5)
 
 
-def test_gradient_blending_loss_is_the_weighted_sum_of_head_losses():
+def test_gradient_blending_loss_weighted_head_sum():
     torch.manual_seed(0)
     model = build_model("gb").train()
     model.fusion.weights.copy_(torch.tensor([0.5, 0.3, 0.2]))
@@ -164,7 +165,7 @@ def test_gradient_blending_loss_is_the_weighted_sum_of_head_losses():
     torch.testing.assert_close(model.loss(logits, labels, x_p, x_a), expected)
 
 
-def test_gradient_blending_weights_update_between_epochs_and_live_in_the_state_dict():
+def test_gradient_blending_weights_update_each_epoch():
     torch.manual_seed(0)
     model = build_model("gb")
     train_data = TensorData(batch(48), torch.arange(48) % 10)
@@ -177,7 +178,8 @@ def test_gradient_blending_weights_update_between_epochs_and_live_in_the_state_d
     expected = blend_weights(before[0], before[1], after[0], after[1], torch.full((3,), 1 / 3))
     torch.testing.assert_close(model.fusion.weights, expected)
     assert not torch.allclose(model.fusion.weights, torch.full((3,), 1 / 3))
-    assert "fusion.weights" in model.state_dict() and "fusion.last_losses" in model.state_dict()
+    assert "fusion.weights" in model.state_dict()
+    assert "fusion.last_losses" in model.state_dict()
 
 
 def test_mbt_streams_exchange_information_only_through_the_bottleneck():
@@ -190,7 +192,7 @@ def test_mbt_streams_exchange_information_only_through_the_bottleneck():
     assert not torch.allclose(b1, b2)  # the bottleneck does
 
 
-def test_mbt_streams_stay_apart_before_the_fusion_layer_and_average_the_bottleneck():
+def test_mbt_streams_apart_before_fusion_layer():
     torch.manual_seed(0)
     mbt = BottleneckTransformer(3, 5, 4, 6, dim=16, num_layers=2, num_heads=2, fusion_layer=1).eval()
     seen = []
@@ -224,10 +226,12 @@ def test_mbt_output_depends_on_both_modalities():
     assert not torch.allclose(model.forward_batch(x), model.forward_batch(other))
 
 
-def test_mfas_fuses_image_layers_2_3_with_audio_layers_4_5():
+def test_mfas_tapped_layers():
     model = build_model("mfas")
-    assert model.primary_depths == (2, 3) and model.auxiliary_depths == (4, 5)
-    assert len(model.primary_encoder.layers) == 3 and len(model.auxiliary_encoder.layers) == 5
+    assert model.primary_depths == (2, 3)
+    assert model.auxiliary_depths == (4, 5)
+    assert len(model.primary_encoder.layers) == 3
+    assert len(model.auxiliary_encoder.layers) == 5
     channels = [layer[0].in_features for layer in model.fusion.fusion_layers]
     assert channels == [12 + 48, 24 + 96 + 64]  # layer 1: I2 + A4; layer 2: I3 + A5 + layer 1
 
@@ -276,7 +280,7 @@ def test_refnet_loss_adds_the_refiner_term():
     torch.testing.assert_close(model.loss(logits, labels, x_p, x_a), F.cross_entropy(logits, labels) + refine)
 
 
-def test_film_starts_as_identity_and_is_affine_in_the_primary_feature():
+def test_film_identity_start_and_featurewise():
     film = FiLM(4, 3)
     z_p, z_a = torch.randn(5, 4), torch.randn(5, 3)
     torch.testing.assert_close(film(z_p, z_a), z_p)
@@ -289,7 +293,8 @@ def test_film_starts_as_identity_and_is_affine_in_the_primary_feature():
     # Feature-wise: output feature i reads input feature i only (a diagonal Jacobian).
     jacobian = torch.autograd.functional.jacobian(lambda x: film(x, z_a[:1]), z_p[:1]).squeeze()
     off_diagonal = jacobian - torch.diag(torch.diagonal(jacobian))
-    assert torch.count_nonzero(off_diagonal) == 0 and torch.count_nonzero(torch.diagonal(jacobian)) == 4
+    assert torch.count_nonzero(off_diagonal) == 0
+    assert torch.count_nonzero(torch.diagonal(jacobian)) == 4
 
 
 def test_mag_displacement_is_at_most_beta_times_the_primary_norm():
