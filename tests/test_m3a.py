@@ -313,11 +313,11 @@ def test_m3anet_hyperfuse_inputs(primary, position, width):
     model.hyperfuse.register_forward_hook(lambda module, inputs, output: seen.update(z_p=inputs[0], z_a=inputs[1]))
     batch = _batch([3])
     model(batch)
-    assert seen["z_p"].shape[-1] == width
-    aux_source = batch["audio"] if primary == "text" else batch["text"]
-    torch.testing.assert_close(seen["z_a"][..., : aux_source.shape[-1]], aux_source)
+    assert seen["z_p"].shape == (3, width)  # one row per real utterance
+    aux_source = (batch["audio"] if primary == "text" else batch["text"])[batch["mask"]]
+    torch.testing.assert_close(seen["z_a"][:, : aux_source.shape[-1]], aux_source)
     if position == 0:
-        torch.testing.assert_close(seen["z_p"], batch[primary])
+        torch.testing.assert_close(seen["z_p"], batch[primary][batch["mask"]])
 
 
 def test_block_one_refuses_the_768_wide_text_feature():
@@ -377,3 +377,54 @@ def test_bad_parameters_are_rejected_before_loading(change, message, tmp_path):
     options = dict(model="m3anet", data_dir=tmp_path / "no-data", results_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match=message):
         run_m3a(**{**options, **change})
+
+
+@pytest.mark.parametrize("block", ["II", "III", "IV"])
+def test_m3anet_hyperfuse_block_variants(block):
+    torch.manual_seed(0)
+    model = _hyperfuse("text", 0, block=block).eval()
+    short = _batch([4])
+    padded = _batch([4], pad_to=7)
+    for key in ("text", "audio", "speaker"):
+        padded[key][:, :4] = short[key]
+    with torch.no_grad():
+        torch.testing.assert_close(model(short), model(padded), atol=1e-5, rtol=1e-5)
+    assert model.hyperfuse.final_skip is False
+
+
+# --- summaries -------------------------------------------------------------------------------
+
+def _summary_frame():
+    import pandas as pd
+
+    rows = []
+    for hidden, block, val in ((2, "base", 0.50), (4, "base", 0.40), (8, "III", 0.40), (16, "II", 0.45)):
+        rows.append({"model": "m3anet_hyperfuse", "task": "volatility", "horizon": 3, "seed": 0, "block": block,
+                     "hidden_dim": hidden, "primary": "text", "fusion_position": 0, "val_mse": val,
+                     "test_mse": 0.7 + hidden / 100, "trivial_test_mse": 0.815})
+    for seed, mse_value in enumerate((0.6, 0.8)):
+        rows.append({"model": "m3anet", "task": "volatility", "horizon": 3, "seed": seed, "block": None,
+                     "hidden_dim": None, "primary": None, "fusion_position": None, "val_mse": 0.5,
+                     "test_mse": mse_value, "trivial_test_mse": 0.815})
+    return pd.DataFrame(rows)
+
+
+def test_select_hyperfuse_lowest_validation_loss_ties_to_smaller_h():
+    from hfcore.m3a.summary import hyperfuse_seed_grids, select_hyperfuse
+
+    frame = _summary_frame()
+    assert select_hyperfuse(frame, "volatility") == {3: ("base", 4)}  # 0.40 at h=4 and h=8: the smaller
+    grids = hyperfuse_seed_grids(frame, "volatility", 0.001, seeds=(1,))
+    assert grids == [{"model": ["m3anet_hyperfuse"], "task": ["volatility"], "lr": [0.001], "horizon": [3],
+                      "block": ["base"], "hidden_dim": [4], "seed": [1]}]
+
+
+def test_comparison_table_mean_std_and_trivial_row():
+    from hfcore.m3a.summary import comparison_table
+
+    table = comparison_table(_summary_frame(), "volatility").set_index("model")
+    # M3ANet over two seeds: mean 0.7, sample std sqrt(0.02) = 0.141.
+    assert table.loc["M3ANet", "MSE_3"] == "0.700 ± 0.141"
+    assert table.loc["M3ANet", "paper MSE_3"] == "0.77"
+    assert table.loc["M3ANet + HyperFuse", "MSE_3"] == "0.740 (1 seed)"  # the selected h=4 run only
+    assert table.loc["training mean", "MSE_3"] == "0.815"

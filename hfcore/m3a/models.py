@@ -199,7 +199,7 @@ class M3ANet(nn.Module):
         text, audio = batch.get("text"), batch.get("audio")
         speakers = speaker_one_hot(batch["speaker"], self.num_speakers) if self.num_speakers else None
         if self.hyperfuse is not None:
-            text, audio = self._fuse_hyperfuse(text, audio, positions, speakers)
+            text, audio = self._fuse_hyperfuse(text, audio, positions, speakers, mask)
         elif self.text_projection is not None and text is not None:
             text = self.text_projection(text)
         if self.fusion == "attention":
@@ -213,20 +213,26 @@ class M3ANet(nn.Module):
             x = torch.cat([x, speakers], dim=-1)
         return x
 
-    def _fuse_hyperfuse(self, text, audio, positions, speakers):
+    def _fuse_per_utterance(self, primary: torch.Tensor, aux: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Run the HyperFuse stack on the real utterances only, each with its own weights."""
+        fused = primary.clone()
+        fused[mask] = self.hyperfuse(primary[mask], aux[mask])
+        return fused
+
+    def _fuse_hyperfuse(self, text, audio, positions, speakers, mask):
         options = self.hyperfuse_options
         if options["primary"] == "text":
             aux = torch.cat([audio, positions, speakers], dim=-1)
             if options["fusion_position"] == 0:
-                text = self.text_projection(self.hyperfuse(text, aux))
+                text = self.text_projection(self._fuse_per_utterance(text, aux, mask))
             else:
-                text = self.hyperfuse(self.text_projection(text), aux)
+                text = self._fuse_per_utterance(self.text_projection(text), aux, mask)
         else:
             aux = torch.cat([text, positions, speakers], dim=-1)
             text = self.text_projection(text)
             if options["fusion_position"] == 1:
                 audio = self.audio_projection(audio)
-            audio = self.hyperfuse(audio, aux)
+            audio = self._fuse_per_utterance(audio, aux, mask)
         return text, audio
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
