@@ -379,6 +379,130 @@ ABLATIONS = notebook([
     ),
 ])
 
+M3A_TRAIN = notebook([
+    new_markdown_cell(
+        "# M3A: train and test one model\n\n"
+        "Trains one model on the real M3A release (M&A conference calls: BERT text embeddings, eGeMAPS "
+        "audio features and speaker numbers per utterance) for one task and horizon. It keeps the epoch "
+        "with the lowest validation loss (the latest 10% of the release's training calls), tests it "
+        "once on the release's test calls, and writes one results file. Papermill sets the parameters "
+        "below; in JupyterLab, edit them and run all cells."
+    ),
+    parameters(
+        "model = \"m3anet_hyperfuse\"  # mdrm, transformer_concat, transformer_att, m3anet, m3anet_hyperfuse, text_only, audio_only\n"
+        "task = \"volatility\"         # volatility (MSE) or movement (F1, MCC)\n"
+        "horizon = 3                 # days: 3, 7 or 15\n"
+        "seed = 0\n"
+        "epochs = 150                # the most epochs\n"
+        "patience = 20               # stop after this many epochs without a lower validation loss\n"
+        "batch_size = 64\n"
+        "lr = 1e-3                   # the release: 1e-3 for volatility, 1e-4 for movement\n"
+        "weight_decay = 0.0\n"
+        "hidden_dim = 8              # HyperFuse bottleneck width h (m3anet_hyperfuse only)\n"
+        "num_blocks = 1              # stacked HyperFuse blocks (m3anet_hyperfuse only)\n"
+        "block = \"base\"             # HyperFuse block design: base, I, II, III, IV (m3anet_hyperfuse only)\n"
+        "fusion_position = 0         # 0: on the released primary feature; 1: after its projection\n"
+        "primary = \"text\"           # primary modality of m3anet_hyperfuse: text or audio\n"
+        "val_fraction = 0.1          # the latest share of the training calls used for validation\n"
+        "data_dir = None             # folder holding m3a/ (None: HYPERFUSE_DATA or ../shared/data)\n"
+        "cache_dir = None            # parsed CSV release (None: HYPERFUSE_CACHE or cache/)\n"
+        "results_dir = None          # None: results/m3a/interactive in the repository\n"
+        "run_name = None             # results file name (None: MODEL-TASKHORIZON-HASH-seedSEED)\n"
+        "overwrite = False           # replace an existing results file\n"
+        "progress = True"
+    ),
+    new_code_cell(
+        "import logging\n\n"
+        "from hfcore.m3a.experiment import run_m3a\n\n"
+        "logging.basicConfig(level=logging.INFO, format=\"%(name)s: %(message)s\", force=True)"
+    ),
+    new_code_cell(
+        "record = run_m3a(\n"
+        "    model=model, task=task, horizon=horizon, seed=seed, epochs=epochs, patience=patience,\n"
+        "    batch_size=batch_size, lr=lr, weight_decay=weight_decay, hidden_dim=hidden_dim, num_blocks=num_blocks,\n"
+        "    block=block, fusion_position=fusion_position, primary=primary, val_fraction=val_fraction,\n"
+        "    data_dir=data_dir, cache_dir=cache_dir, results_dir=results_dir, run_name=run_name,\n"
+        "    overwrite=overwrite, progress=progress,\n"
+        ")"
+    ),
+    new_markdown_cell("## Result\n\nTest metrics of the selected epoch, beside the trivial predictor."),
+    new_code_cell(
+        "metrics = record[\"metrics\"]\n"
+        "tested = {k: round(v, 4) for k, v in metrics.items() if k.startswith(\"test_\")}\n"
+        "print(f\"{record['run_name']}: {tested}\")\n"
+        "print(\"trivial predictor:\", {k: round(v, 4) for k, v in record[\"trivial_baseline\"].items()})\n"
+        "print(f\"best validation epoch {metrics['best_epoch']} of {metrics['epochs_run']}; \"\n"
+        "      f\"{record['parameter_count']:,} parameters; calls used: {record['dataset']['split_sizes_used']}\")"
+    ),
+    new_code_cell(
+        "import matplotlib.pyplot as plt\n"
+        "import pandas as pd\n\n"
+        "history = pd.DataFrame(metrics[\"history\"]).set_index(\"epoch\")\n"
+        "ax = history.plot(figsize=(6, 3.2), secondary_y=[c for c in history.columns if c not in (\"train_loss\", \"val_mse\", \"val_bce\")])\n"
+        "ax.axvline(metrics[\"best_epoch\"], color=\"k\", linestyle=\":\", linewidth=1)\n"
+        "ax.set_title(\"training loss and validation metrics per epoch (dotted: selected epoch)\")\n"
+        "plt.show()"
+    ),
+])
+
+M3A_COMPARISON = notebook([
+    new_markdown_cell(
+        "# M3A comparison: paper Tables 4, 6, 12 and 13b\n\n"
+        "Reads the results files of an M3A grid (`experiments/m3a_volatility.yaml` or "
+        "`m3a_movement.yaml`) and writes the tables and figures, with the paper's numbers and the "
+        "trivial predictors beside ours. M3ANet + HyperFuse is shown at the block design and hidden "
+        "size with the lowest validation loss on seed 0. Nothing is retrained here."
+    ),
+    parameters(
+        "task = \"volatility\"         # volatility or movement\n"
+        "results_dir = None          # results files (None: results/m3a/TASK/runs)\n"
+        "output_dir = None           # where the tables go (None: results/m3a/TASK)\n"
+        "figure_path = None          # None: figures/m3a_TASK.png\n"
+        "hidden_figure_path = None   # None: figures/m3a_TASK_hidden_size.png"
+    ),
+    new_code_cell(
+        "from pathlib import Path\n\n"
+        "from hfcore.atomic import atomic_path\n"
+        "from hfcore.data.paths import REPO_ROOT\n"
+        "from hfcore.m3a.summary import (\n"
+        "    blocks_table, comparison_table, hidden_size_frame, m3a_frame, markdown_table, plot_comparison,\n"
+        "    plot_hidden_size, positions_table, select_hyperfuse,\n"
+        ")\n"
+        "from hfcore.summary import save_figure\n\n"
+        "if task not in (\"volatility\", \"movement\"):\n"
+        "    raise ValueError(f\"task must be 'volatility' or 'movement', got {task!r}\")\n"
+        "output_dir = Path(output_dir or REPO_ROOT / \"results\" / \"m3a\" / task)\n"
+        "results_dir = Path(results_dir or output_dir / \"runs\")\n"
+        "figure_path = Path(figure_path or REPO_ROOT / \"figures\" / f\"m3a_{task}.png\")\n"
+        "hidden_figure_path = Path(hidden_figure_path or REPO_ROOT / \"figures\" / f\"m3a_{task}_hidden_size.png\")\n"
+        "frame = m3a_frame(results_dir)\n"
+        "frame = frame[frame[\"task\"] == task]\n\n\n"
+        "def write_table(table, name):\n"
+        "    with atomic_path(output_dir / name) as temporary:\n"
+        "        temporary.write_text(markdown_table(table) + \"\\n\")\n"
+        "    return table\n\n\n"
+        "print(\"HyperFuse configuration per horizon (block, h), chosen on validation:\", select_hyperfuse(frame, task))"
+    ),
+    new_markdown_cell("## Table 4: models over seeds, on the release's test calls"),
+    new_code_cell(
+        "save_figure(plot_comparison(frame, task), figure_path)\n"
+        "write_table(comparison_table(frame, task), \"comparison.md\")"
+    ),
+    new_markdown_cell("## Table 12 and Figure 11a: block designs and hidden sizes (seed 0)"),
+    new_code_cell(
+        "if task == \"volatility\" and (frame[\"model\"] == \"m3anet_hyperfuse\").any():\n"
+        "    hidden = hidden_size_frame(frame, task)\n"
+        "    if hidden[\"hidden_dim\"].nunique() > 1:\n"
+        "        save_figure(plot_hidden_size(hidden), hidden_figure_path)\n"
+        "    display(write_table(blocks_table(frame), \"blocks.md\"))"
+    ),
+    new_markdown_cell("## Table 13b: fusion position and primary modality (MSE at 7 days)"),
+    new_code_cell(
+        "if task == \"volatility\":\n"
+        "    display(write_table(positions_table(frame), \"positions.md\"))"
+    ),
+])
+
 if __name__ == "__main__":
     nbformat.write(TRAIN, NOTEBOOKS / "avmnist_train.ipynb")
     nbformat.write(SUMMARY, NOTEBOOKS / "avmnist_summary.ipynb")
@@ -386,3 +510,5 @@ if __name__ == "__main__":
     nbformat.write(ANALYSIS, NOTEBOOKS / "avmnist_analysis.ipynb")
     nbformat.write(WEIGHTS, NOTEBOOKS / "avmnist_generated_weights.ipynb")
     nbformat.write(ABLATIONS, NOTEBOOKS / "avmnist_ablations.ipynb")
+    nbformat.write(M3A_TRAIN, NOTEBOOKS / "m3a_train.ipynb")
+    nbformat.write(M3A_COMPARISON, NOTEBOOKS / "m3a_comparison.ipynb")

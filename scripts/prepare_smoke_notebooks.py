@@ -12,6 +12,7 @@ from pathlib import Path
 import papermill
 
 from hfcore.fixtures import write_fixture_data
+from hfcore.m3a.fixtures import write_m3a_fixture
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -19,6 +20,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 def smoke_parameters(folder: Path) -> dict[str, dict]:
     data = str(folder / "data")
     runs = str(folder / "results" / "runs")
+    m3a_runs = str(folder / "results" / "m3a_runs")
     common = {"data_dir": data, "cache_dir": str(folder / "cache")}
     return {
         "avmnist_train.ipynb": {**common, "model": "hyperfuse", "epochs": 2, "hidden_dim": 8,
@@ -34,6 +36,12 @@ def smoke_parameters(folder: Path) -> dict[str, dict]:
                                    "distance_figure": str(folder / "figures" / "distances_smoke.png")},
         "avmnist_generated_weights.ipynb": {**common, "runs_dir": runs,
                                             "figure_path": str(folder / "figures" / "weights_smoke.png")},
+        "m3a_train.ipynb": {"data_dir": data, "cache_dir": str(folder / "cache"), "model": "m3anet_hyperfuse",
+                            "epochs": 2, "batch_size": 8, "hidden_dim": 4, "results_dir": m3a_runs,
+                            "run_name": "smoke-m3a", "progress": False},
+        "m3a_comparison.ipynb": {"results_dir": m3a_runs, "output_dir": str(folder / "results" / "m3a"),
+                                 "figure_path": str(folder / "figures" / "m3a_smoke.png"),
+                                 "hidden_figure_path": str(folder / "figures" / "m3a_hidden_smoke.png")},
         "avmnist_ablations.ipynb": {"kind": "hidden_dim", "results_dir": runs,
                                     "output_dir": str(folder / "results"),
                                     "figure_path": str(folder / "figures" / "hidden_size_smoke.png")},
@@ -43,6 +51,7 @@ def smoke_parameters(folder: Path) -> dict[str, dict]:
 def main(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_fixture_data(folder / "data")
+    write_m3a_fixture(folder / "data")
     parameters = smoke_parameters(folder)
     notebooks = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
     missing = [name for name in notebooks if name not in parameters]

@@ -12,4 +12,5 @@ rm -rf "$smoke"
 # Collected in the order given: the training notebook writes the results the summary reads.
 .venv/bin/python -m pytest --nbval-lax -p no:cacheprovider "$smoke/avmnist_train.ipynb" "$smoke/avmnist_summary.ipynb" \
     "$smoke/avmnist_comparison.ipynb" "$smoke/avmnist_analysis.ipynb" \
-    "$smoke/avmnist_generated_weights.ipynb" "$smoke/avmnist_ablations.ipynb"
+    "$smoke/avmnist_generated_weights.ipynb" "$smoke/avmnist_ablations.ipynb" \
+    "$smoke/m3a_train.ipynb" "$smoke/m3a_comparison.ipynb"
