@@ -22,6 +22,13 @@ points run again. Results of earlier code versions for the same parameters are t
 ``<results>/runs/superseded/`` rather than overwritten. A failed point is reported with its
 notebook and does not stop the others.
 
+Two runners started on the same spec at once do not compute a point twice. A point runs
+under an exclusive lock on ``<results>/runs/.<run_name>.lock`` (``fcntl.flock``, released by
+the operating system when its holder dies, even by SIGKILL). A runner that finds the lock
+held reports the point as busy and goes on, and a point whose results file appeared in the
+meantime is skipped. NOTE: ``flock`` is not reliable on every network file system, so
+runners on several machines sharing one results folder should use one Dask scheduler instead.
+
 Points run one after another, or in parallel on a Dask cluster: a local one with ``workers``
 processes, or an existing scheduler given by its address (for example one that
 dask-jobqueue started on a SLURM cluster).
@@ -30,12 +37,15 @@ dask-jobqueue started on a SLURM cluster).
 from __future__ import annotations
 
 import ast
+import contextlib
+import fcntl
 import hashlib
 import itertools
 import json
 import logging
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,18 +325,66 @@ def execute_point(notebook: str, output: str, parameters: dict[str, Any], thread
     return time.perf_counter() - started
 
 
+class PointBusyError(RuntimeError):
+    """Raised when another process holds the lock of a grid point."""
+
+
+@contextlib.contextmanager
+def point_lock(result_file: Path):
+    """Hold the exclusive lock of the point whose results file is ``result_file``.
+
+    Raises PointBusyError, naming the holder, when another process has the lock.
+    """
+    lock_file = result_file.parent / f".{result_file.stem}.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown process"
+            raise PointBusyError(f"{result_file.name} is being computed by {holder}; "
+                                 "rerun the grid after it ends to pick up the remaining points") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_point(notebook: str, point: Point, parameters: dict[str, Any], *, force: bool = False,
+              threads: int | None = None) -> str:
+    """Execute one point under its lock; return "ran", "skipped" (its results appeared) or "busy"."""
+    try:
+        with point_lock(point.result_file):
+            if point.result_file.exists() and not force:
+                return "skipped"
+            execute_point(notebook, str(point.notebook_file), parameters, threads)
+            return "ran"
+    except PointBusyError as error:
+        logger.warning("skipping a point that another process is running: %s", error)
+        return "busy"
+
+
 @dataclass
 class GridReport:
-    """Outcome of ``run_grid``: the points run, skipped and failed (run name and error)."""
+    """Outcome of ``run_grid``: the points run, skipped, busy (run by another process) and failed."""
 
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     minutes: float = 0.0
 
+    def record(self, point: Point, status: str) -> None:
+        {"ran": self.ran, "skipped": self.skipped, "busy": self.busy}[status].append(point.run_name)
+
     def summary(self) -> str:
-        lines = [f"{len(self.ran)} run, {len(self.skipped)} skipped, {len(self.failed)} failed "
-                 f"in {self.minutes:.1f} min"]
+        lines = [f"{len(self.ran)} run, {len(self.skipped)} skipped, {len(self.busy)} busy in another process, "
+                 f"{len(self.failed)} failed in {self.minutes:.1f} min"]
         lines += [f"  failed: {name}: {error}" for name, error in self.failed.items()]
         return "\n".join(lines)
 
@@ -375,12 +433,11 @@ def run_grid(
         return {**_point_parameters(point), **(extra_parameters or {}), **({"overwrite": True} if force else {})}
 
     if pending and (workers > 1 or scheduler):
-        _run_on_dask(pending, spec, parameters_for, report, workers=workers, scheduler=scheduler)
+        _run_on_dask(pending, spec, parameters_for, report, workers=workers, scheduler=scheduler, force=force)
     else:
         for point in tqdm(pending, desc=spec.name):
             try:
-                execute_point(str(spec.notebook), str(point.notebook_file), parameters_for(point))
-                report.ran.append(point.run_name)
+                report.record(point, run_point(str(spec.notebook), point, parameters_for(point), force=force))
             except Exception as error:  # reported in the summary; the other points still run
                 logger.error("point %s failed: %s (see %s)", point.run_name, error, point.notebook_file)
                 report.failed[point.run_name] = describe_error(error)
@@ -388,7 +445,8 @@ def run_grid(
     return report
 
 
-def _run_on_dask(pending, spec, parameters_for, report, *, workers: int, scheduler: str | None) -> None:
+def _run_on_dask(pending, spec, parameters_for, report, *, workers: int, scheduler: str | None,
+                 force: bool = False) -> None:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -400,15 +458,14 @@ def _run_on_dask(pending, spec, parameters_for, report, *, workers: int, schedul
     try:
         threads = max(1, (os.cpu_count() or 1) // workers)
         futures = {
-            client.submit(execute_point, str(spec.notebook), str(point.notebook_file), parameters_for(point), threads,
+            client.submit(run_point, str(spec.notebook), point, parameters_for(point), force=force, threads=threads,
                           key=f"{spec.name}-{point.run_name}", pure=False): point
             for point in pending
         }
         for future in tqdm(as_completed(futures), total=len(futures), desc=spec.name):
             point = futures[future]
             try:
-                future.result()
-                report.ran.append(point.run_name)
+                report.record(point, future.result())
             except Exception as error:  # reported in the summary; the other points still run
                 logger.error("point %s failed: %s (see %s)", point.run_name, error, point.notebook_file)
                 report.failed[point.run_name] = describe_error(error)

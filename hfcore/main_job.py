@@ -68,4 +68,7 @@ def run_profile(
     logger.info("profile %s: %s", name, report.summary())
     if report.failed:
         raise RuntimeError(f"profile {name}: {report.summary()}\nThe executed notebooks are in {spec.results / 'notebooks'}")
+    if report.busy:
+        raise RuntimeError(f"profile {name}: {report.summary()}\nAnother process is running {len(report.busy)} of its "
+                           "points; rerun this command after it ends to complete the job and its summary")
     return report

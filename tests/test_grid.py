@@ -151,7 +151,8 @@ def test_killed_grid_resumes_without_redoing_finished_points(tmp_path):
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "1 run, 1 skipped, 0 failed" in resumed.stdout
+    # The lock of the killed runner ended with its process, so the second point runs now.
+    assert "1 run, 1 skipped, 0 busy in another process, 0 failed" in resumed.stdout
     assert first.result_file.stat().st_mtime == finished_at
     assert json.loads(second.result_file.read_text()) == {"x": 2, "square": 4}
 
@@ -240,3 +241,46 @@ def test_grids_entries_are_checked(tmp_path):
     spec_file.write_text(base + "grids:\n  - {seed: [1, 2]}\n")
     with pytest.raises(ValueError, match="appear both in grid and in parameters"):
         load_spec(spec_file, root=REPO_ROOT)
+
+
+def test_run_grid_locked_point_busy(spec_file, tmp_path):
+    from hfcore.grid import point_lock
+
+    spec = load_spec(spec_file, root=tmp_path)
+    held = expand(spec)[0]
+    with point_lock(held.result_file):
+        report = run_grid(spec)
+    assert report.busy == [held.run_name]
+    assert not held.result_file.exists()
+    assert len(report.ran) == 1
+    assert "1 busy" in report.summary()
+    assert run_grid(spec).ran == [held.run_name]  # released: the next runner computes it
+
+
+def test_point_lock_names_its_holder(tmp_path):
+    from hfcore.grid import PointBusyError, point_lock
+
+    result_file = tmp_path / "runs" / "a.json"
+    with point_lock(result_file):
+        with pytest.raises(PointBusyError, match=r"a\.json is being computed by pid \d+ on "):
+            with point_lock(result_file):
+                pass
+
+
+def test_run_grid_two_runners_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "executions.log"
+    write_notebook(tmp_path / "slow.ipynb", first_source=(
+        "import time\n"
+        f"open({str(log)!r}, 'a').write(f'{{x}}\\n')\n"
+        "time.sleep(2)\n"))
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(f"name: slow\nnotebook: {tmp_path / 'slow.ipynb'}\nresults: {tmp_path / 'out'}\n"
+                    "grid:\n  x: [1, 2]\n")
+    code = f"from hfcore.grid import load_spec, run_grid; run_grid(load_spec({str(spec)!r}))"
+    runners = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    assert [runner.wait(timeout=300) for runner in runners] == [0, 0]
+    assert sorted(log.read_text().split()) == ["1", "2"]
+    assert len(list((tmp_path / "out" / "runs").glob("*.json"))) == 2
