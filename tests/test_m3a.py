@@ -428,3 +428,50 @@ def test_comparison_table_mean_std_and_trivial_row():
     assert table.loc["M3ANet", "paper MSE_3"] == "0.77"
     assert table.loc["M3ANet + HyperFuse", "MSE_3"] == "0.740 (1 seed)"  # the selected h=4 run only
     assert table.loc["training mean", "MSE_3"] == "0.815"
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+def test_read_call_csv_empty_text_cell(tmp_path):
+    root = write_m3a_fixture(tmp_path, n_calls=4, n_test=1)
+    folder = sorted((root / "Dataset").iterdir())[0]
+    lines = (folder / "Text.csv").read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[5] = ""
+    lines[2] = ",".join(cells)
+    (folder / "Text.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"utterances \[1\] have empty text embedding cells"):
+        read_call_csv(folder)
+
+
+def test_read_labels_empty_label_cell(tmp_path):
+    root = write_m3a_fixture(tmp_path, n_calls=4, n_test=1)
+    lines = (root / "Y_Volatility.csv").read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ","
+    (root / "Y_Volatility.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"column vFuture15 is empty in rows \[2\]"):
+        read_labels(root)
+
+
+def test_read_labels_missing_column(tmp_path):
+    root = write_m3a_fixture(tmp_path, n_calls=4, n_test=1)
+    text = (root / "Y_Movement.csv").read_text().replace("YT15", "YT30")
+    (root / "Y_Movement.csv").write_text(text)
+    with pytest.raises(ValueError, match=r"lacks the columns \['YT15'\]"):
+        read_labels(root)
+
+
+def test_read_indices_row_outside_labels(tmp_path):
+    root = write_m3a_fixture(tmp_path, n_calls=4, n_test=1)
+    (root / "Test_index.csv").write_text("index\n3\n99\n")
+    with pytest.raises(ValueError, match="holds row 99, outside the 6 label rows"):
+        load_m3a(tmp_path, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_read_packed_missing_audio_array(tmp_path):
+    call = "A_X_Y_2018-01-02"
+    np.savez(tmp_path / "packed.npz", **{f"{call}/text": np.zeros((2, 768), np.float16),
+                                          f"{call}/speaker": np.zeros(2, np.int16),
+                                          "audio_feature_names": np.array(["f"] * 62)})
+    with pytest.raises(ValueError, match="lacks its audio or speaker array"):
+        read_packed(tmp_path / "packed.npz")

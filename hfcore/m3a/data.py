@@ -226,6 +226,10 @@ def read_call_csv(folder: Path) -> dict[str, np.ndarray]:
     speaker = text.pop("Speaker")
     if speaker.isna().any() or (speaker < 0).any():
         raise ValueError(f"{text_file}: the Speaker column must hold non-negative integers")
+    empty_rows = np.flatnonzero(text.isna().any(axis=1).to_numpy())
+    if len(empty_rows):
+        raise ValueError(f"{text_file}: utterances {empty_rows.tolist()} have empty text embedding cells. A text "
+                         "embedding cannot be imputed; restore the file from the release")
     return {
         "text": text.to_numpy(dtype=np.float64).astype(np.float16),  # one rounding, as in the packed file
         "audio": audio.to_numpy(dtype=np.float32),
@@ -305,6 +309,9 @@ def read_packed(path: Path) -> M3AFeatures:
         if text[call].shape != (n, TEXT_DIM) or audio[call].shape != (n, AUDIO_DIM) or speaker[call].shape != (n,):
             raise ValueError(f"{path}: call {call!r} has shapes text {text[call].shape}, audio {audio[call].shape}, "
                              f"speaker {speaker[call].shape}; expected ({n}, {TEXT_DIM}), ({n}, {AUDIO_DIM}), ({n},)")
+        if np.isnan(text[call]).any():
+            rows = np.flatnonzero(np.isnan(text[call]).any(axis=1)).tolist()
+            raise ValueError(f"{path}: call {call!r} has empty text embeddings in utterances {rows}")
     text = {k: v.astype(np.float16, copy=False) for k, v in text.items()}
     audio = {k: v.astype(np.float32, copy=False) for k, v in audio.items()}
     speaker = {k: v.astype(np.int64) for k, v in speaker.items()}
