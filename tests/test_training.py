@@ -174,3 +174,79 @@ def test_factorized_hyperfuse_run_records_its_generator(fixture_dataset, tmp_pat
                        checkpoint_dir=str(tmp_path / "ckpt"), progress=False, dataset=fixture_dataset)
     # Generator parameters: 16*4 + 4 gains and 2*16*4 for U, V, against 16*256 + 256 in full.
     assert full["parameter_count"] - record["parameter_count"] == (16 * 256 + 256) - (16 * 4 + 4 + 2 * 16 * 4)
+
+
+RUN_SCRIPT = """
+import os, sys, time, torch
+from hfcore.experiments import run_avmnist
+if os.environ.get("SLOW_STEPS"):
+    step = torch.optim.Adam.step
+    def slow_step(self, *args, **kwargs):
+        time.sleep(float(os.environ["SLOW_STEPS"]))
+        return step(self, *args, **kwargs)
+    torch.optim.Adam.step = slow_step
+data, cache, results, checkpoints = sys.argv[1:5]
+run_avmnist(model="hyperfuse", hidden_dim=8, epochs=3, seed=3, data_dir=data, cache_dir=cache, results_dir=results,
+            checkpoint_dir=checkpoints, run_name="r", progress=False)
+"""
+
+
+def test_run_avmnist_sigkill_mid_epoch_resumes(fixture_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def start(results, checkpoints, slow=None):
+        arguments = [sys.executable, "-c", RUN_SCRIPT, str(fixture_data), str(tmp_path / "cache"), str(results),
+                     str(checkpoints)]
+        return subprocess.Popen(arguments, env={**env, **({"SLOW_STEPS": slow} if slow else {})},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    reference = start(tmp_path / "reference", tmp_path / "reference-checkpoints")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()[-2000:]
+
+    killed = start(tmp_path / "resumed", tmp_path / "checkpoints", slow="0.3")
+    checkpoint = tmp_path / "checkpoints" / "r.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside epoch 2: each of its steps now sleeps 0.3 s
+    killed.kill()
+    killed.wait()
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 1
+    assert not (tmp_path / "resumed" / "r.json").exists()
+
+    resumed = start(tmp_path / "resumed", tmp_path / "checkpoints")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    ours = json.loads((tmp_path / "resumed" / "r.json").read_text())
+    theirs = json.loads((tmp_path / "reference" / "r.json").read_text())
+    assert ours["resumed_from_epoch"] == 2
+    assert ours["metrics"]["history"] == theirs["metrics"]["history"]
+    assert ours["metrics"]["test_accuracy"] == theirs["metrics"]["test_accuracy"]
+    best_ours = torch.load(tmp_path / "checkpoints" / "r.best.pt")
+    best_theirs = torch.load(tmp_path / "reference-checkpoints" / "r.best.pt")
+    assert all(torch.equal(best_ours[name], best_theirs[name]) for name in best_theirs)
+
+
+def test_train_nan_keeps_last_good_checkpoint(fixture_dataset, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    network = build_model("image_only")
+    data = [split_tensors(fixture_dataset[name], network.modalities) for name in ("train", "val")]
+    real_save = training._atomic_torch_save
+
+    def save_then_diverge(*args, **kwargs):
+        real_save(*args, **kwargs)
+        with torch.no_grad():
+            network.head[2].bias.fill_(float("nan"))  # the next step's loss is NaN
+
+    monkeypatch.setattr(training, "_atomic_torch_save", save_then_diverge)
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(FloatingPointError, match="epoch 2, step 1") as error:
+        train(network, *data, TrainConfig(epochs=3), checkpoint_path=checkpoint, progress=False)
+    assert "checkpoint of epoch 1 is kept" in str(error.value)
+    saved = torch.load(checkpoint, weights_only=False)
+    assert saved["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
