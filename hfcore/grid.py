@@ -23,11 +23,11 @@ points run again. Results of earlier code versions for the same parameters are t
 notebook and does not stop the others.
 
 Two runners started on the same spec at once do not compute a point twice. A point runs
-under an exclusive lock on ``<results>/runs/.<run_name>.lock`` (``fcntl.flock``, released by
-the operating system when its holder dies, even by SIGKILL). A runner that finds the lock
-held reports the point as busy and goes on, and a point whose results file appeared in the
-meantime is skipped. NOTE: ``flock`` is not reliable on every network file system, so
-runners on several machines sharing one results folder should use one Dask scheduler instead.
+under the exclusive lock of its results file (``hfcore.locks``), which the operating system
+releases when its holder dies, even by SIGKILL. A runner that finds the lock held reports
+the point as busy and goes on, and a point whose results file appeared in the meantime is
+skipped. Runners on several machines sharing one results folder should use one Dask
+scheduler, since the lock is not reliable on every network file system.
 
 Points run one after another, or in parallel on a Dask cluster: a local one with ``workers``
 processes, or an existing scheduler given by its address (for example one that
@@ -37,15 +37,12 @@ dask-jobqueue started on a SLURM cluster).
 from __future__ import annotations
 
 import ast
-import contextlib
-import fcntl
 import hashlib
 import itertools
 import json
 import logging
 import os
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +52,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .data.paths import REPO_ROOT
+from .locks import BusyError, exclusive_lock
 
 logger = logging.getLogger(__name__)
 
@@ -325,34 +323,12 @@ def execute_point(notebook: str, output: str, parameters: dict[str, Any], thread
     return time.perf_counter() - started
 
 
-class PointBusyError(RuntimeError):
-    """Raised when another process holds the lock of a grid point."""
+PointBusyError = BusyError  # the name the grid's callers know
 
 
-@contextlib.contextmanager
 def point_lock(result_file: Path):
-    """Hold the exclusive lock of the point whose results file is ``result_file``.
-
-    Raises PointBusyError, naming the holder, when another process has the lock.
-    """
-    lock_file = result_file.parent / f".{result_file.stem}.lock"
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown process"
-            raise PointBusyError(f"{result_file.name} is being computed by {holder}; "
-                                 "rerun the grid after it ends to pick up the remaining points") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Return the exclusive lock of the point whose results file is ``result_file`` (see ``hfcore.locks``)."""
+    return exclusive_lock(result_file, kind="grid", hint="rerun the grid after it ends to pick up the remaining points")
 
 
 def run_point(notebook: str, point: Point, parameters: dict[str, Any], *, force: bool = False,

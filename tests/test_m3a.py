@@ -475,3 +475,13 @@ def test_read_packed_missing_audio_array(tmp_path):
                                           "audio_feature_names": np.array(["f"] * 62)})
     with pytest.raises(ValueError, match="lacks its audio or speaker array"):
         read_packed(tmp_path / "packed.npz")
+
+
+def test_run_m3a_same_run_twice_at_once(fixture_release, tmp_path):
+    from hfcore.locks import BusyError, exclusive_lock
+
+    result_file = tmp_path / "r.json"
+    with exclusive_lock(result_file):  # another process is running this run
+        with pytest.raises(BusyError, match="r.json is being computed by pid"):
+            run_m3a(model="m3anet", epochs=1, data=fixture_release, results_dir=tmp_path, run_name="r", progress=False)
+    assert not result_file.exists()

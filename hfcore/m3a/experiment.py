@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..block_variants import BLOCKS
 from ..data.paths import REPO_ROOT
+from ..locks import exclusive_lock
 from ..models import count_parameters
 from ..results import ResultExistsError, provenance, write_json_atomic
 from ..training import seed_everything
@@ -182,13 +183,24 @@ def run_m3a(
             raise ValueError(f"{changed} apply to model='m3anet_hyperfuse' only; leave them at their defaults for {model!r}")
         for name in HYPERFUSE_OPTIONS:
             params[name] = None
-    run_name = run_name or f"{model}-{task}{horizon}-{run_identity(params)}-seed{seed}"
+    run_name = params["run_name"] = run_name or f"{model}-{task}{horizon}-{run_identity(params)}-seed{seed}"
     results_dir = Path(results_dir) if results_dir else REPO_ROOT / "results" / "m3a" / "interactive"
     result_file = results_dir / f"{run_name}.json"
     if result_file.exists() and not overwrite:
         raise ResultExistsError(f"{result_file} already exists; pass overwrite=True (-p overwrite True under "
                                 "papermill) to replace it, or choose another run_name or results_dir")
 
+    with exclusive_lock(result_file, hint="wait for it to end, or choose another run_name"):
+        if result_file.exists() and not overwrite:  # finished by another process while this one started
+            raise ResultExistsError(f"{result_file} was written by another process while this run started; "
+                                    "pass overwrite=True to replace it")
+        return _train_and_write(params, data, result_file, started)
+
+
+def _train_and_write(params: dict[str, Any], data: M3AData | None, result_file: Path, started: float) -> dict[str, Any]:
+    model, task, horizon, seed = params["model"], params["task"], params["horizon"], params["seed"]
+    run_name, val_fraction, epochs, patience = params["run_name"], params["val_fraction"], params["epochs"], params["patience"]
+    data_dir, cache_dir, progress = params["data_dir"], params["cache_dir"], params["progress"]
     data = data if data is not None else load_m3a(data_dir, cache_dir=cache_dir, progress=progress)
     split = validation_split(data, val_fraction)
     targets = data.targets(task, horizon)
@@ -200,7 +212,7 @@ def run_m3a(
     seed_everything(seed)
     options = {k: params[k] for k in HYPERFUSE_OPTIONS} if model == "m3anet_hyperfuse" else {}
     network = build_m3a_model(model, task, **options)
-    optimizer = torch.optim.Adam(network.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(network.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
     best = (float("inf"), -1, None)
@@ -209,7 +221,7 @@ def run_m3a(
     for epoch in tqdm(range(1, epochs + 1), desc=f"{model} {task} {horizon}d", disable=not progress):
         network.train()
         total, count = 0.0, 0
-        for batch, target in calls["train"].batches(batch_size, generator):
+        for batch, target in calls["train"].batches(params["batch_size"], generator):
             optimizer.zero_grad(set_to_none=True)
             loss = _loss(task, network(batch), target)
             if not torch.isfinite(loss):
@@ -251,6 +263,6 @@ def run_m3a(
         "provenance": provenance(),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
-    write_json_atomic(result_file, record, overwrite=overwrite)
+    write_json_atomic(result_file, record, overwrite=params["overwrite"])
     logger.info("%s: %s", run_name, {k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")})
     return record
