@@ -27,6 +27,8 @@ RUN pip install --no-cache-dir \
         "ipywidgets>=8.1" \
         "jupyterlab>=4.1" \
         "dask[distributed]>=2024.1" \
+        "transformers>=5.0" \
+        "sentencepiece>=0.2" \
         "pytest>=8" \
         "nbval>=0.11" \
         "pyyaml>=6" \
