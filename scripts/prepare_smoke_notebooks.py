@@ -13,6 +13,7 @@ import papermill
 
 from hfcore.fixtures import write_fixture_data
 from hfcore.m3a.fixtures import write_m3a_fixture
+from hfcore.sentiment.fixtures import write_sentiment_pickle, write_tiny_checkpoint
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -21,6 +22,7 @@ def smoke_parameters(folder: Path) -> dict[str, dict]:
     data = str(folder / "data")
     runs = str(folder / "results" / "runs")
     m3a_runs = str(folder / "results" / "m3a_runs")
+    mosi = str(folder / "data" / "mosi.pkl")
     common = {"data_dir": data, "cache_dir": str(folder / "cache")}
     return {
         "avmnist_train.ipynb": {**common, "model": "hyperfuse", "epochs": 2, "hidden_dim": 8,
@@ -42,6 +44,15 @@ def smoke_parameters(folder: Path) -> dict[str, dict]:
         "m3a_comparison.ipynb": {"results_dir": m3a_runs, "output_dir": str(folder / "results" / "m3a"),
                                  "figure_path": str(folder / "figures" / "m3a_smoke.png"),
                                  "hidden_figure_path": str(folder / "figures" / "m3a_hidden_smoke.png")},
+        "sentiment_train.ipynb": {"data_path": mosi, "checkpoint": str(folder / "data" / "tiny-bert"),
+                                  "fusion": "hyperfuse", "epochs": 1, "lr": 1e-3, "hidden_dim": 4,
+                                  "results_dir": str(folder / "results" / "sentiment_one"), "progress": False},
+        "sentiment_comparison.ipynb": {"data_path": mosi, "bert_checkpoint": str(folder / "data" / "tiny-bert"),
+                                       "xlnet_checkpoint": str(folder / "data" / "tiny-xlnet"), "seeds": [0],
+                                       "epochs": 1, "lr": 1e-3, "hidden_dim": 4,
+                                       "output_dir": str(folder / "results" / "sentiment"),
+                                       "figure_path": str(folder / "figures" / "sentiment_smoke.png"),
+                                       "progress": False},
         "avmnist_ablations.ipynb": {"kind": "hidden_dim", "results_dir": runs,
                                     "output_dir": str(folder / "results"),
                                     "figure_path": str(folder / "figures" / "hidden_size_smoke.png")},
@@ -52,6 +63,9 @@ def main(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_fixture_data(folder / "data")
     write_m3a_fixture(folder / "data")
+    write_sentiment_pickle(folder / "data" / "mosi.pkl")
+    for kind in ("bert", "xlnet"):
+        write_tiny_checkpoint(folder / "data" / f"tiny-{kind}", kind)
     parameters = smoke_parameters(folder)
     notebooks = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
     missing = [name for name in notebooks if name not in parameters]

@@ -13,4 +13,5 @@ rm -rf "$smoke"
 .venv/bin/python -m pytest --nbval-lax -p no:cacheprovider "$smoke/avmnist_train.ipynb" "$smoke/avmnist_summary.ipynb" \
     "$smoke/avmnist_comparison.ipynb" "$smoke/avmnist_analysis.ipynb" \
     "$smoke/avmnist_generated_weights.ipynb" "$smoke/avmnist_ablations.ipynb" \
-    "$smoke/m3a_train.ipynb" "$smoke/m3a_comparison.ipynb"
+    "$smoke/m3a_train.ipynb" "$smoke/m3a_comparison.ipynb" \
+    "$smoke/sentiment_train.ipynb" "$smoke/sentiment_comparison.ipynb"

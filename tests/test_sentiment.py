@@ -277,3 +277,22 @@ def test_run_sentiment_bad_parameters(change, message, tmp_path):
     options = dict(data_path=str(tmp_path / "missing.pkl"), checkpoint=str(tmp_path), results_dir=str(tmp_path))
     with pytest.raises(ValueError, match=message):
         run_sentiment(**{**options, **change})
+
+
+def test_comparison_table_mean_std_and_order():
+    import pandas as pd
+
+    from hfcore.sentiment.summary import comparison_configs, comparison_table
+
+    configs = comparison_configs({"BERT": "/ckpt/bert", "XLNet": None})
+    assert [c["model_label"] for c in configs] == ["BERT", "MAG-BERT", "BERT + HyperFuse"]
+    rows = [{"model": "BERT + HyperFuse", "fusion": "hyperfuse", "seed": s, "acc7": a, "acc2_nonzero": 0.8,
+             "acc2_nonnegative": 0.8, "f1_nonzero": 0.8, "mae": m, "corr": 0.5}
+            for s, a, m in ((0, 0.40, 1.0), (1, 0.42, 0.8))]
+    rows.append({"model": "MAG-BERT", "fusion": "mag", "seed": 0, "acc7": 0.41, "acc2_nonzero": 0.8,
+                 "acc2_nonnegative": 0.8, "f1_nonzero": 0.8, "mae": 0.9, "corr": 0.5})
+    table = comparison_table(pd.DataFrame(rows), "mosi").set_index("model")
+    assert list(table.index) == ["MAG-BERT", "BERT + HyperFuse"]
+    assert table.loc["BERT + HyperFuse", "acc7"] == "41.0 ± 1.4"  # mean 41, sample std sqrt(2) = 1.41
+    assert table.loc["BERT + HyperFuse", "mae"] == "0.900 ± 0.141"
+    assert table.loc["MAG-BERT", "paper acc7 / acc2 / mae / corr"] == "40.2 / 83.7 / 0.79 / 0.8"

@@ -71,7 +71,7 @@ def build_sentiment_model(checkpoint: str | Path, *, fusion: str = "hyperfuse", 
     path = Path(checkpoint).expanduser()
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no transformers checkpoint (config.json) in {path}. Download one, for example with "
-                                "`huggingface-cli download bert-base-uncased --local-dir DIR`, and pass checkpoint=DIR")
+                                "`hf download bert-base-uncased --local-dir DIR`, and pass checkpoint=DIR")
     backbone = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, problem_type="regression")
     width = backbone.config.hidden_size
     if fusion == "mag":
