@@ -68,6 +68,29 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--run-name", help="results file name without .json")
     train.add_argument("--overwrite", action="store_true", help="replace an existing results file")
 
+    geo = commands.add_parser("geo-train", help="train one Table 2 model (image + location and date); "
+                              "runs data parallel under torchrun")
+    from .geo.data import DATASETS
+    from .geo.models import GEO_FUSIONS
+
+    geo.add_argument("--dataset", required=True, choices=DATASETS)
+    geo.add_argument("--data-dir", required=True, help="folder holding the dataset's annotation files and images")
+    geo.add_argument("--model", default="hyperfuse", choices=GEO_FUSIONS)
+    geo.add_argument("--backbone", default="resnet50", help="torchvision model name (default: resnet50)")
+    geo.add_argument("--weights", help="local state-dict file of the backbone (default: random weights)")
+    for flag, kind, default in (("--epochs", int, 90), ("--batch-size", int, 128), ("--lr", float, 0.04),
+                                ("--momentum", float, 0.9), ("--weight-decay", float, 1e-4),
+                                ("--warmup-epochs", int, 5), ("--mixup-alpha", float, 0.2),
+                                ("--label-smoothing", float, 0.1), ("--image-size", int, 224),
+                                ("--hidden-dim", int, 64), ("--num-blocks", int, 1), ("--num-workers", int, 4),
+                                ("--seed", int, 0)):
+        geo.add_argument(flag, type=kind, default=default, help=f"default: {default}")
+    geo.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    geo.add_argument("--results-dir")
+    geo.add_argument("--checkpoint-dir")
+    geo.add_argument("--run-name")
+    geo.add_argument("--overwrite", action="store_true")
+
     run = commands.add_parser("run", help="run every point of an experiment spec through papermill, then its summary")
     run.add_argument("spec", help="spec file, for example experiments/avmnist_hidden_dim.yaml")
     run.add_argument("--force", action="store_true", help="rerun points whose results exist")
@@ -158,6 +181,13 @@ def run_command(args: argparse.Namespace) -> int:
                              checkpoint_dir=args.checkpoint_dir, run_name=args.run_name, overwrite=args.overwrite,
                              progress=False)
         print(f"{record['run_name']}: test accuracy {record['metrics']['test_accuracy']:.4f}")
+    elif args.command == "geo-train":
+        from .geo.experiment import run_geo
+
+        options = {k: v for k, v in vars(args).items() if k not in ("command", "log_level")}
+        record = run_geo(**options, progress=False)
+        print(f"{record['run_name']}: top-1 {record['metrics']['eval_top1']:.4f}, "
+              f"top-5 {record['metrics']['eval_top5']:.4f}")
     elif args.command == "run":
         from .grid import load_spec, run_grid, run_summary
 

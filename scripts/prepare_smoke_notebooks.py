@@ -12,6 +12,7 @@ from pathlib import Path
 import papermill
 
 from hfcore.fixtures import write_fixture_data
+from hfcore.geo.fixtures import write_inat2021_fixture
 from hfcore.m3a.fixtures import write_m3a_fixture
 from hfcore.sentiment.fixtures import write_sentiment_pickle, write_tiny_checkpoint
 
@@ -53,6 +54,16 @@ def smoke_parameters(folder: Path) -> dict[str, dict]:
                                        "output_dir": str(folder / "results" / "sentiment"),
                                        "figure_path": str(folder / "figures" / "sentiment_smoke.png"),
                                        "progress": False},
+        "geo_train.ipynb": {"dataset": "inat2021", "data_dir": str(folder / "data" / "inat2021"), "model": "hyperfuse",
+                            "backbone": "resnet18", "epochs": 2, "warmup_epochs": 1, "batch_size": 8, "lr": 0.01,
+                            "image_size": 32, "hidden_dim": 8, "num_workers": 0,
+                            "results_dir": str(folder / "results" / "geo_one"),
+                            "checkpoint_dir": str(folder / "checkpoints"), "progress": False},
+        "geo_comparison.ipynb": {"dataset": "inat2021", "data_dir": str(folder / "data" / "inat2021"),
+                                 "backbone": "resnet18", "seeds": [0], "epochs": 2, "warmup_epochs": 1,
+                                 "batch_size": 8, "lr": 0.01, "image_size": 32, "hidden_dim": 8, "num_workers": 0,
+                                 "output_dir": str(folder / "results" / "geo"),
+                                 "figure_path": str(folder / "figures" / "geo_smoke.png"), "progress": False},
         "avmnist_ablations.ipynb": {"kind": "hidden_dim", "results_dir": runs,
                                     "output_dir": str(folder / "results"),
                                     "figure_path": str(folder / "figures" / "hidden_size_smoke.png")},
@@ -66,6 +77,7 @@ def main(folder: Path) -> None:
     write_sentiment_pickle(folder / "data" / "mosi.pkl")
     for kind in ("bert", "xlnet"):
         write_tiny_checkpoint(folder / "data" / f"tiny-{kind}", kind)
+    write_inat2021_fixture(folder / "data" / "inat2021")
     parameters = smoke_parameters(folder)
     notebooks = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
     missing = [name for name in notebooks if name not in parameters]

@@ -14,4 +14,5 @@ rm -rf "$smoke"
     "$smoke/avmnist_comparison.ipynb" "$smoke/avmnist_analysis.ipynb" \
     "$smoke/avmnist_generated_weights.ipynb" "$smoke/avmnist_ablations.ipynb" \
     "$smoke/m3a_train.ipynb" "$smoke/m3a_comparison.ipynb" \
-    "$smoke/sentiment_train.ipynb" "$smoke/sentiment_comparison.ipynb"
+    "$smoke/sentiment_train.ipynb" "$smoke/sentiment_comparison.ipynb" \
+    "$smoke/geo_train.ipynb" "$smoke/geo_comparison.ipynb"
