@@ -343,6 +343,8 @@ def test_summary_table_beside_the_paper(geo_root, tmp_path):
             run_geo(dataset="yfcc", data_dir=str(geo_root / "yfcc"), model=model, seed=seed, **SMALL,
                     results_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ck"), run_name=f"{model}-{seed}")
     frame = geo_frame(tmp_path)
+    assert set(comparison_table(frame)["paper top-1 / top-5"]) == {""}  # the paper used a ResNet-50
+    frame["backbone"] = "resnet50"
     table = comparison_table(frame)
     assert table["model"].tolist() == ["Image only", "ResNet + HyperFuse"]
     assert table["paper top-1 / top-5"].tolist() == ["47.6 / 77.9", "53.2 / 84.8"]

@@ -212,7 +212,7 @@ def run_geo(
     if result_file.exists() and not overwrite:
         raise ResultExistsError(f"{result_file} already exists; pass overwrite=True (-p overwrite True under "
                                 "papermill) to replace it, or choose another run_name or results_dir")
-    if world_size > 1:  # only rank 0 takes the lock; the others follow it
+    if world_size > 1:  # the processes of one torchrun job share the run, so none takes the file lock
         return _train_and_write(params, result_file, checkpoint_dir, started, rank, world_size)
     with exclusive_lock(result_file, hint="wait for it to end, or choose another run_name"):
         if result_file.exists() and not overwrite:

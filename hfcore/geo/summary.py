@@ -1,7 +1,8 @@
 """The Table 2 comparison: our top-1 and top-5 accuracy beside the paper's.
 
 The paper's baseline rows come from the literature (its appendix D), and its HyperFuse row
-is the mean of two runs. ``comparison_table`` gives our mean ± std over seeds per model.
+is the mean of two runs, all with a ResNet-50. ``comparison_table`` gives our mean ± std over
+seeds per model, with the paper's values beside ResNet-50 rows only.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def comparison_table(frame: pd.DataFrame) -> pd.DataFrame:
     order = {name: i for i, name in enumerate(LABELS)}
     for (dataset, backbone, model), runs in sorted(frame.groupby(["dataset", "backbone", "model"]),
                                                    key=lambda item: (item[0][0], item[0][1], order[item[0][2]])):
-        paper = PAPER_TABLE2[paper_key(dataset)].get(model)
+        paper = PAPER_TABLE2[paper_key(dataset)].get(model) if backbone == "resnet50" else None
         rows.append({"dataset": dataset, "backbone": backbone, "model": LABELS[model], "seeds": len(runs),
                      "top-1": _mean_std(runs["top1"]), "top-5": _mean_std(runs["top5"]),
                      "paper top-1 / top-5": " / ".join(f"{v:g}" for v in paper) if paper else "",
@@ -68,7 +69,7 @@ def plot_comparison(frame: pd.DataFrame):
     for ax, dataset in zip(axes[0], datasets):
         part = frame[frame["dataset"] == dataset]
         models = sorted(part["model"].unique(), key=list(LABELS).index)
-        paper = PAPER_TABLE2[paper_key(dataset)]
+        paper = PAPER_TABLE2[paper_key(dataset)] if set(part["backbone"]) == {"resnet50"} else {}
         labelled = False
         for x, model in enumerate(models):
             values = part[part["model"] == model]["top1"]
