@@ -213,6 +213,7 @@ ANALYSIS = notebook([
         "noise_stds = [0.5, 1.0, 2.0]  # Gaussian noise levels on the standardised auxiliary input\n"
         "corruption_figure = None    # None: figures/avmnist_corruption.png\n"
         "distance_figure = None      # None: figures/avmnist_distances.png\n"
+        "skip_missing_weights = False  # True: leave out runs whose weights are not on this machine\n"
         "progress = True"
     ),
     new_code_cell(
@@ -238,7 +239,8 @@ ANALYSIS = notebook([
     new_code_cell(
         "dataset = load_avmnist(data_dir, cache_dir=cache_dir)\n"
         "records = analyse_runs(runs_dir, output_dir / \"runs\", dataset, configs=configs, checkpoint_dir=checkpoint_dir,\n"
-        "                       pair_samples=pair_samples, noise_stds=noise_stds, progress=progress)\n"
+        "                       pair_samples=pair_samples, noise_stds=noise_stds, progress=progress,\n"
+        "                       skip_missing_weights=skip_missing_weights)\n"
         "results = analysis_frame(records)\n"
         "results.to_csv(output_dir / \"analysis.csv\", index=False)"
     ),
