@@ -1,16 +1,34 @@
 """Atomic file writes: write to a temporary file in the target's folder, then rename.
 
 A reader never sees a half-written file, and a failed or interrupted write leaves any earlier
-file at the path untouched.
+file at the path untouched. A write that fails because the folder is read-only or the disk is
+full raises an OSError whose message gives the cause and the path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+# Errors of the storage rather than of the caller, each with what it means for the user.
+STORAGE_ERRORS = {
+    errno.EROFS: "the folder is on a read-only file system",
+    errno.EACCES: "no permission to write in the folder",
+    errno.EPERM: "no permission to write in the folder",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+}
+
+
+def _storage_error(error: OSError, path: Path) -> OSError:
+    reason = STORAGE_ERRORS[error.errno]
+    return OSError(error.errno, f"could not write {path}: {reason} ({error.strerror}). Any earlier file there "
+                                "is unchanged; free space or choose another results or checkpoint folder")
 
 
 def _umask() -> int:
@@ -27,13 +45,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     the 0600 of ``tempfile.mkstemp``. On an exception the temporary file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        if error.errno in STORAGE_ERRORS:
+            raise _storage_error(error, path) from error
+        raise
     os.close(handle)
     try:
         yield Path(temporary)
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in STORAGE_ERRORS:
+            raise _storage_error(error, path) from error
         raise

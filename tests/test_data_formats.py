@@ -70,6 +70,15 @@ def test_read_wav_rejects_garbage(tmp_path):
         read_wav(tmp_path / "g.wav")
 
 
+def test_read_wav_rejects_a_file_cut_short(tmp_path):
+    wavfile.write(tmp_path / "full.wav", SAMPLE_RATE, np.arange(4000, dtype=np.int16))
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])  # the header still promises 4000 samples
+    with pytest.raises(ValueError, match="cut.wav: truncated WAV file"):
+        read_wav(tmp_path / "cut.wav")
+    assert len(read_wav(tmp_path / "full.wav")) == 4000
+
+
 def test_fit_window_centres_and_crops():
     short = fit_window(np.ones(4), 10)
     np.testing.assert_array_equal(short, [0, 0, 0, 1, 1, 1, 1, 0, 0, 0])

@@ -136,6 +136,14 @@ def test_run_writes_complete_results_file(fixture_data, fixture_dataset, tmp_pat
         ({"model": "hyperfuse", "rank": 4}, "rank=4 needs generator='factorized'"),
         ({"model": "hyperfuse", "generator": "factorized", "rank": -1}, "rank must be a positive integer"),
         ({"precision": "half"}, "precision must be one of"),
+        ({"lr": "abc"}, r"lr must be a number, got 'abc' \(str\); under papermill pass it without quotes"),
+        ({"lr": 0}, "lr must be positive"),
+        ({"weight_decay": -1e-4}, "weight_decay must be 0 or positive"),
+        ({"weight_decay": "1e-4"}, "weight_decay must be a number"),
+        ({"patience": 0}, "patience must be a positive integer or None"),
+        ({"fusion_position": "2"}, "fusion_position must be a non-negative integer"),
+        ({"aux_mlp": "False"}, "aux_mlp must be True or False"),
+        ({"pca_energy": 1.5}, r"pca_energy must be in \(0, 1\]"),
     ],
 )
 def test_run_rejects_invalid_parameters_before_loading_data(params, message, tmp_path):
@@ -250,3 +258,27 @@ def test_train_nan_keeps_last_good_checkpoint(fixture_dataset, tmp_path, monkeyp
     saved = torch.load(checkpoint, weights_only=False)
     assert saved["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+def test_a_second_run_with_the_same_name_fails_while_the_first_runs(fixture_dataset, tmp_path):
+    from hfcore.locks import BusyError, exclusive_lock
+
+    with exclusive_lock(tmp_path / "same.json"):  # the first run holds the results file's lock
+        with pytest.raises(BusyError, match=r"same\.json is being computed by pid \d+"):
+            run_avmnist(model="lf", epochs=1, results_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ckpt"),
+                        run_name="same", progress=False, dataset=fixture_dataset)
+    assert not (tmp_path / "same.json").exists()
+    assert not (tmp_path / "ckpt" / "same.pt").exists()  # the holder's checkpoint was not touched either
+
+
+def test_options_a_model_ignores_are_recorded_as_none(fixture_dataset, tmp_path, caplog):
+    record = run_avmnist(model="lf", hidden_dim=16, generator="factorized", rank=4, epochs=1,
+                         results_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ckpt"), progress=False,
+                         dataset=fixture_dataset)
+    for name in ("hidden_dim", "generator", "rank", "block", "num_blocks"):
+        assert record["parameters"][name] is None, name
+    assert "does not use hidden_dim=16" in caplog.text
+    hyperfuse = run_avmnist(model="hyperfuse", hidden_dim=8, block="II", epochs=1, results_dir=str(tmp_path),
+                            checkpoint_dir=str(tmp_path / "ckpt"), progress=False, dataset=fixture_dataset)
+    assert hyperfuse["parameters"]["hidden_dim"] == 8 and hyperfuse["parameters"]["block"] == "II"
+    assert hyperfuse["run_name"].startswith("hyperfuse-blockII-")
