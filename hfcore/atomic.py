@@ -15,20 +15,26 @@ from pathlib import Path
 from typing import Iterator
 
 
-# Errors of the storage rather than of the caller, each with what it means for the user.
+# Errors of the storage rather than of the caller: what each means, and what to do.
 STORAGE_ERRORS = {
-    errno.EROFS: "the folder is on a read-only file system",
-    errno.EACCES: "no permission to write in the folder",
-    errno.EPERM: "no permission to write in the folder",
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: ("the folder is on a read-only file system", "choose a writable folder"),
+    errno.EACCES: ("no permission to write in the folder", "fix its permissions or choose another folder"),
+    errno.EPERM: ("no permission to write in the folder", "fix its permissions or choose another folder"),
+    errno.ENOSPC: ("the disk is full", "free space or choose a folder on another disk"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free space or choose a folder on another disk"),
 }
 
 
+def _is_storage_error(error: BaseException, own_files: tuple[str, ...]) -> bool:
+    # Only errors about this write: one that names another file came from the caller's own code.
+    return (isinstance(error, OSError) and error.errno in STORAGE_ERRORS
+            and (error.filename is None or str(error.filename) in own_files))
+
+
 def _storage_error(error: OSError, path: Path) -> OSError:
-    reason = STORAGE_ERRORS[error.errno]
-    return OSError(error.errno, f"could not write {path}: {reason} ({error.strerror}). Any earlier file there "
-                                "is unchanged; free space or choose another results or checkpoint folder")
+    reason, advice = STORAGE_ERRORS[error.errno]
+    return OSError(error.errno, f"could not write {path}: {reason} ({error.strerror}); {advice}. "
+                                "Any earlier file at that path is unchanged", str(path))
 
 
 def _umask() -> int:
@@ -49,7 +55,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
-        if error.errno in STORAGE_ERRORS:
+        if _is_storage_error(error, (str(path), str(path.parent))):
             raise _storage_error(error, path) from error
         raise
     os.close(handle)
@@ -59,6 +65,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno in STORAGE_ERRORS:
+        if _is_storage_error(error, (str(path), str(path.parent), temporary)):
             raise _storage_error(error, path) from error
         raise

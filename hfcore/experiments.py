@@ -94,17 +94,15 @@ def validate_params(params: dict[str, Any]) -> None:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {params['precision']!r}")
     if params["primary"] not in ("image", "audio"):
         raise ValueError(f"primary must be 'image' or 'audio' for AV-MNIST, got {params['primary']!r}")
-    for name in ("lr", "weight_decay", "snr_db", "pca_energy"):
+    for name in ("lr", "weight_decay", "snr_db", "pca_energy"):  # their ranges are checked where they are used
         value = params[name]
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__}); "
                              "under papermill pass it without quotes, for example -p lr 0.001")
     if not params["lr"] > 0:
         raise ValueError(f"lr must be positive, got {params['lr']!r}")
-    if params["weight_decay"] < 0:
+    if not params["weight_decay"] >= 0:  # also rejects NaN
         raise ValueError(f"weight_decay must be 0 or positive, got {params['weight_decay']!r}")
-    if not 0 < params["pca_energy"] <= 1:
-        raise ValueError(f"pca_energy must be in (0, 1], got {params['pca_energy']!r}")
     patience, position = params["patience"], params["fusion_position"]
     if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience <= 0):
         raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
@@ -173,11 +171,6 @@ def run_avmnist(
     started = time.perf_counter()
     params = {k: v for k, v in locals().items() if k not in ("started", "dataset")}
     validate_params(params)
-    used = model_option_names(model) | ({"generator", "rank", "block"} if model == "hyperfuse" else set())
-    for name in IGNORABLE_OPTIONS - used:  # record None rather than a value the model never read
-        if params[name] != RUN_DEFAULTS[name]:
-            logger.warning("model %r does not use %s=%r; it is ignored", model, name, params[name])
-        params[name] = None
     process_rank, world_size = init_distributed_from_environment()
     run_name = run_name or default_run_name(params)
     results_dir = results_dir or REPO_ROOT / "results" / "avmnist" / "interactive"
@@ -188,13 +181,15 @@ def run_avmnist(
             "to replace it, or choose another run_name or results_dir"
         )
     # One process per results file: a second run with the same name fails at once with BusyError.
-    lock = exclusive_lock(result_file, hint="wait for it to end, or choose another run_name") if world_size == 1 \
-        else contextlib.nullcontext()  # the processes of one torchrun job share the run
-    with lock:
+    checkpoint_root = Path(checkpoint_dir) if checkpoint_dir else REPO_ROOT / "checkpoints"
+    with contextlib.ExitStack() as locks:
+        if world_size == 1:  # the processes of one torchrun job share the run, so none of them locks it
+            # Runs of one name in two results folders would still share the checkpoint: lock both.
+            for path in (result_file, checkpoint_root / f"{run_name}.pt"):
+                locks.enter_context(exclusive_lock(path, hint="wait for it to end, or choose another run_name"))
         if result_file.exists() and not overwrite:  # finished by another process while this one started
             raise ResultExistsError(f"{result_file} was written by another process while this run started; "
                                     "pass overwrite=True to replace it")
-        checkpoint_root = Path(checkpoint_dir) if checkpoint_dir else REPO_ROOT / "checkpoints"
 
         data_config = AVMNISTConfig(pca_energy=pca_energy, noise=noise, snr_db=snr_db)
         if dataset is None and multibench_dir is not None:
@@ -216,6 +211,11 @@ def run_avmnist(
             options.update(generator=generator, rank=rank, block=block)
         torch.manual_seed(seed)  # the same seed gives the same initial weights
         model_options = {k: v for k, v in options.items() if k in model_option_names(model)}
+        # The record lists the options that this model never read, so no value in it is taken as used.
+        ignored = sorted(IGNORABLE_OPTIONS - set(model_options))
+        for name in ignored:
+            if params[name] != RUN_DEFAULTS[name]:
+                logger.warning("model %r does not use %s=%r; it is ignored", model, name, params[name])
         network = build_model(model, **model_options)
 
         train_split = subsample_training(dataset["train"], train_fraction, seed)
@@ -242,6 +242,7 @@ def run_avmnist(
             "seed": seed,
             "parameters": params,
             "model_options": model_options,
+        "ignored_parameters": ignored,
             "train_config": config.__dict__,
             "dataset": {**{k: v for k, v in dataset.info.items() if k != "cache_file"},
                         "train_size_used": len(train_split)},
@@ -268,8 +269,9 @@ def run_avmnist(
             record["rank_weight_checksums"] = checksums
         if process_rank != 0:
             return record
+        # The weights first: a results file on disk promises that its weights are there too.
+        _atomic_torch_save(network.state_dict(), checkpoint_root / f"{run_name}.best.pt")
         write_json_atomic(result_file, record, overwrite=overwrite)
-        torch.save(network.state_dict(), checkpoint_root / f"{run_name}.best.pt")
         (checkpoint_root / f"{run_name}.pt").unlink(missing_ok=True)
         logger.info("%s: test accuracy %.4f (best epoch %d)", run_name, test["accuracy"], outcome.best_epoch)
         return record

@@ -153,6 +153,8 @@ def test_full_disk_fails_clearly_and_keeps_the_earlier_result(tmp_path, monkeypa
     with pytest.raises(OSError, match=r"could not write .*r\.json: the disk is full") as caught:
         write_json_atomic(path, {"a": 2}, overwrite=True)
     assert caught.value.errno == errno.ENOSPC
+    assert "free space" in str(caught.value)
+    assert caught.value.filename == str(path)
     assert json.loads(path.read_text()) == {"a": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary file left
 
@@ -167,7 +169,7 @@ def test_read_only_folder_fails_clearly(tmp_path, monkeypatch):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    with pytest.raises(OSError, match="read-only file system.*choose another results"):
+    with pytest.raises(OSError, match="read-only file system.*choose a writable folder"):
         write_json_atomic(path, {"a": 2}, overwrite=True)
     assert json.loads(path.read_text()) == {"a": 1}
 
@@ -182,3 +184,13 @@ def test_other_write_errors_pass_through_unchanged(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", bad_descriptor)
     with pytest.raises(OSError, match=r"^\[Errno 9\] Bad file descriptor$"):
         write_json_atomic(tmp_path / "r.json", {"a": 1})
+
+
+def test_storage_errors_about_other_files_are_not_reworded(tmp_path):
+    import errno
+
+    from hfcore.atomic import atomic_path
+
+    with pytest.raises(OSError, match=r"^\[Errno 13\] Permission denied: 'elsewhere.txt'$"):
+        with atomic_path(tmp_path / "r.json"):
+            raise PermissionError(errno.EACCES, "Permission denied", "elsewhere.txt")

@@ -143,7 +143,8 @@ def test_run_writes_complete_results_file(fixture_data, fixture_dataset, tmp_pat
         ({"patience": 0}, "patience must be a positive integer or None"),
         ({"fusion_position": "2"}, "fusion_position must be a non-negative integer"),
         ({"aux_mlp": "False"}, "aux_mlp must be True or False"),
-        ({"pca_energy": 1.5}, r"pca_energy must be in \(0, 1\]"),
+        ({"pca_energy": "0.25"}, "pca_energy must be a number"),
+        ({"weight_decay": float("nan")}, "weight_decay must be 0 or positive, got nan"),
     ],
 )
 def test_run_rejects_invalid_parameters_before_loading_data(params, message, tmp_path):
@@ -271,14 +272,25 @@ def test_a_second_run_with_the_same_name_fails_while_the_first_runs(fixture_data
     assert not (tmp_path / "ckpt" / "same.pt").exists()  # the holder's checkpoint was not touched either
 
 
-def test_options_a_model_ignores_are_recorded_as_none(fixture_dataset, tmp_path, caplog):
-    record = run_avmnist(model="lf", hidden_dim=16, generator="factorized", rank=4, epochs=1,
+def test_options_a_model_ignores_are_listed_in_the_record(fixture_dataset, tmp_path, caplog):
+    record = run_avmnist(model="lmf", hidden_dim=16, generator="factorized", rank=4, epochs=1,
                          results_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ckpt"), progress=False,
                          dataset=fixture_dataset)
-    for name in ("hidden_dim", "generator", "rank", "block", "num_blocks"):
-        assert record["parameters"][name] is None, name
-    assert "does not use hidden_dim=16" in caplog.text
+    # LMF's builder takes a rank of its own, but run_avmnist passes rank to HyperFuse only.
+    assert {"generator", "rank", "block"} <= set(record["ignored_parameters"])
+    assert "rank" not in record["model_options"]
+    assert "does not use rank=4" in caplog.text
     hyperfuse = run_avmnist(model="hyperfuse", hidden_dim=8, block="II", epochs=1, results_dir=str(tmp_path),
                             checkpoint_dir=str(tmp_path / "ckpt"), progress=False, dataset=fixture_dataset)
-    assert hyperfuse["parameters"]["hidden_dim"] == 8 and hyperfuse["parameters"]["block"] == "II"
+    assert not {"hidden_dim", "block"} & set(hyperfuse["ignored_parameters"])
     assert hyperfuse["run_name"].startswith("hyperfuse-blockII-")
+
+
+def test_same_run_name_in_two_results_folders_cannot_share_a_checkpoint(fixture_dataset, tmp_path):
+    from hfcore.locks import BusyError, exclusive_lock
+
+    with exclusive_lock(tmp_path / "ckpt" / "twin.pt"):  # a run of this name writes this checkpoint
+        with pytest.raises(BusyError, match=r"twin\.pt is being computed"):
+            run_avmnist(model="lf", epochs=1, results_dir=str(tmp_path / "other"),
+                        checkpoint_dir=str(tmp_path / "ckpt"), run_name="twin", progress=False,
+                        dataset=fixture_dataset)

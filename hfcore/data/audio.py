@@ -48,6 +48,8 @@ def read_wav(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     truncated = [str(w.message) for w in caught if "EOF prematurely" in str(w.message)]
     if truncated:
         raise ValueError(f"{path}: truncated WAV file ({truncated[0]}); replace it with an intact copy")
+    for warning in caught:  # the others (an unknown chunk skipped, say) still reach the caller
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if np.issubdtype(data.dtype, np.integer):
         info = np.iinfo(data.dtype)
         if info.min == 0:  # unsigned 8-bit PCM is offset by 128
