@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
                                 ("--hidden-dim", int, 64), ("--num-blocks", int, 1), ("--num-workers", int, 4),
                                 ("--seed", int, 0)):
         geo.add_argument(flag, type=kind, default=default, help=f"default: {default}")
+    geo.add_argument("--train-split", help="default: train_mini for iNat 2021, train for the others")
+    geo.add_argument("--eval-split", help="default: val for iNaturalist, test for YFCC")
+    geo.add_argument("--parts", nargs="+", choices=("geo", "temporal"),
+                     help="auxiliary features (default: both; geo only for YFCC)")
+    geo.add_argument("--aux-width", type=int, default=256, help="default: 256")
+    geo.add_argument("--block", default="base", help="HyperFuse block design: base, I, II, III, IV")
     geo.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
     geo.add_argument("--results-dir")
     geo.add_argument("--checkpoint-dir")

@@ -400,6 +400,7 @@ def analyse_runs(
     pair_samples: int = 500,
     noise_stds: Sequence[float] = (0.5, 1.0, 2.0),
     progress: bool = True,
+    skip_missing_weights: bool = False,
 ) -> list[dict]:
     """Analyse every run of ``runs_dir`` at its configuration's chosen learning rate.
 
@@ -407,7 +408,9 @@ def analyse_runs(
     ``configs`` limits the configurations (names as in ``hfcore.comparison``, such as ``lf`` or
     ``hyperfuse/II``). Each analysis is written to ``output_dir/<run_name>.json`` with its
     provenance; a run analysed before with the same parameters is read back instead of redone.
-    Returns the analysis records.
+    A run whose weights file is missing raises FileNotFoundError, or with
+    ``skip_missing_weights`` is left out with a warning (results files are committed, weights
+    are not, so another machine may hold only some of them). Returns the analysis records.
     """
     from tqdm.auto import tqdm
 
@@ -437,7 +440,13 @@ def analyse_runs(
                 results.append(saved)
                 continue
             logger.info("re-analysing %s: its saved analysis used other parameters", record["run_name"])
-        model = load_trained_model(record, checkpoint_dir)
+        try:
+            model = load_trained_model(record, checkpoint_dir)
+        except FileNotFoundError as error:
+            if not skip_missing_weights:
+                raise
+            logger.warning("skipping %s: %s", record["run_name"], error)
+            continue
         result = analyse_run(record, model, dataset[split], pair_samples=pair_samples, noise_stds=noise_stds)
         result.update(analysis_parameters=parameters, provenance=provenance())
         write_json_atomic(path, result, overwrite=path.is_file())

@@ -63,6 +63,7 @@ def smoke_parameters(folder: Path) -> dict[str, dict]:
                                  "backbone": "resnet18", "seeds": [0], "epochs": 2, "warmup_epochs": 1,
                                  "batch_size": 8, "lr": 0.01, "image_size": 32, "hidden_dim": 8, "num_workers": 0,
                                  "output_dir": str(folder / "results" / "geo"),
+                                 "checkpoint_dir": str(folder / "checkpoints"),
                                  "figure_path": str(folder / "figures" / "geo_smoke.png"), "progress": False},
         "avmnist_ablations.ipynb": {"kind": "hidden_dim", "results_dir": runs,
                                     "output_dir": str(folder / "results"),

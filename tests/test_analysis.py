@@ -223,6 +223,15 @@ def test_analyse_runs_on_trained_fixture_models(fixture_dataset, tmp_path):
     assert plot_distance_heatmaps(records, ["hyperfuse", "lf"]).axes
     with pytest.raises(ValueError, match="have no runs"):
         analyse_runs(runs, output, fixture_dataset, configs=["mfm"], checkpoint_dir=checkpoints)
+    # Weights of one run gone (results are committed, weights are not): raise, or skip it on request.
+    lost = next(r["run_name"] for r in read_results(runs) if r["model"] == "lf" and r["seed"] == 1)
+    (checkpoints / f"{lost}.best.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=f"no weights for run {lost}"):
+        analyse_runs(runs, tmp_path / "fresh", fixture_dataset, checkpoint_dir=checkpoints, pair_samples=20,
+                     noise_stds=(1.0,), progress=False)
+    kept = analyse_runs(runs, tmp_path / "fresh", fixture_dataset, checkpoint_dir=checkpoints, pair_samples=20,
+                        noise_stds=(1.0,), progress=False, skip_missing_weights=True)
+    assert sorted((r["config"], r["seed"]) for r in kept) == [("hyperfuse", 0), ("hyperfuse", 1), ("lf", 0)]
 
 
 def test_load_trained_model_names_the_missing_checkpoint(tmp_path):

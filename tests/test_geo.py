@@ -159,6 +159,27 @@ def test_dataset_items_and_unreadable_images(geo_root, tmp_path):
     samples.paths[3] = tmp_path / "gone.jpg"
     with pytest.raises(FileNotFoundError, match="gone.jpg listed in the annotations is missing"):
         dataset[3]
+    with pytest.raises(FileNotFoundError, match=r"1 of 12 images of split 'val' are missing, for example .*gone.jpg"):
+        samples.check_files("val")
+
+
+def test_missing_image_fails_before_training(geo_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "inat"
+    shutil.copytree(geo_root / "inat2021", root)
+    document = json.loads((root / "val.json").read_text())
+    (root / document["images"][5]["file_name"]).unlink()
+    with pytest.raises(FileNotFoundError, match="1 of 12 images of split 'val' are missing"):
+        run_geo(dataset="inat2021", data_dir=str(root), model="concat", **SMALL, results_dir=str(tmp_path / "r"),
+                checkpoint_dir=str(tmp_path / "c"))
+    assert not (tmp_path / "c").exists()  # no epoch ran
+
+
+def test_batch_larger_than_training_set_is_rejected(geo_root, tmp_path):
+    with pytest.raises(ValueError, match="batch_size 64 is larger than the 24 training images"):
+        run_geo(dataset="yfcc", data_dir=str(geo_root / "yfcc"), model="concat", **{**SMALL, "batch_size": 64},
+                results_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "c"))
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -222,8 +243,12 @@ def test_torchvision_backbones_by_name_with_local_weights(tmp_path):
     source.fc = torch.nn.Identity()
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded.eval()(x), source.eval()(x))
-    _, mobile_width = build_backbone("mobilenet_v3_small")  # classifier is a Sequential
-    assert mobile_width == 1024
+    for name, expected in (("mobilenet_v3_small", 576), ("vgg11", 25088)):  # MLP classifiers
+        network, width = build_backbone(name)
+        assert width == expected
+        assert network.eval()(torch.randn(1, 3, 32, 32)).shape == (1, width)
+    model = build_geo_model("hyperfuse", backbone="mobilenet_v3_small", num_classes=3, hidden_dim=4)
+    assert model.eval()(torch.randn(2, 3, 32, 32), torch.randn(2, 6)).shape == (2, 3)
     with pytest.raises(ValueError, match="unknown torchvision model 'resnet5'"):
         build_backbone("resnet5")
     with pytest.raises(FileNotFoundError, match="weights file .*missing.pth not found"):
@@ -289,8 +314,9 @@ def test_run_writes_a_record_and_the_same_seed_gives_the_same_metrics(geo_root, 
     assert saved["data"]["eval_samples"] == 12 and saved["metrics"]["eval_samples"] == 12
     assert {"provenance", "wall_seconds", "parameters", "seed"} <= set(saved)
     assert saved["parameters"]["parts"] == ["geo", "temporal"] and saved["parameters"]["train_split"] == "train_mini"
-    with pytest.raises(ResultExistsError, match="already exists"):
+    with pytest.raises(ResultExistsError, match="already exists.*--overwrite on the command line"):
         run_geo(**kwargs, results_dir=str(tmp_path / "a"), checkpoint_dir=str(tmp_path / "ca"), run_name="r")
+    assert sorted(p.name for p in (tmp_path / "ca").iterdir()) == ["r.final.pt"]  # the resumable checkpoint is gone
 
 
 def test_an_interrupted_run_resumes_to_the_same_result(geo_root, tmp_path, monkeypatch):
@@ -352,3 +378,6 @@ def test_summary_table_beside_the_paper(geo_root, tmp_path):
     assert table.loc[1, "top-1"] == f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
     with pytest.raises(FileNotFoundError, match="no geo results"):
         geo_frame(tmp_path / "ck")
+    assert len(geo_frame(tmp_path, {"epochs": 2, "hidden_dim": 8})) == 4  # image_only recorded hidden_dim None
+    with pytest.raises(FileNotFoundError, match="no geo results in .* match"):
+        geo_frame(tmp_path, {"epochs": 3})

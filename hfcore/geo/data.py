@@ -68,6 +68,14 @@ class GeoSamples:
         return np.stack([encode_location_time(la, lo, d, parts)
                          for la, lo, d in zip(self.latitude, self.longitude, self.date)])
 
+    def check_files(self, split: str = "") -> None:
+        """Raise FileNotFoundError when an image listed in the annotations is missing, naming the first few."""
+        missing = [path for path in self.paths if not path.is_file()]
+        if missing:
+            listed = ", ".join(str(path) for path in missing[:3])
+            raise FileNotFoundError(f"{len(missing)} of {len(self.paths)} images of split {split!r} are missing, "
+                                    f"for example {listed}; download the images into the dataset folder")
+
     def missing_metadata(self, parts: tuple[str, ...] = PARTS) -> int:
         """Return how many samples lack a coordinate, or their date when ``parts`` uses it."""
         return int((self.aux_features(parts) == 0).all(axis=1).sum())

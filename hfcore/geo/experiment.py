@@ -12,7 +12,8 @@ DistributedDataParallel averages the gradients, ``batch_size`` is the global bat
 evaluation counts are summed over processes; rank 0 writes the checkpoint and the results.
 A checkpoint is written after every epoch, and a rerun with the same parameters resumes from
 it: every epoch's shuffling, augmentation and mixup draw from seeds fixed by (seed, epoch,
-rank), so a resumed run continues exactly as an uninterrupted one would.
+rank), so a resumed run continues exactly as an uninterrupted one would. A finished run keeps
+only its final weights, ``checkpoint_dir/run_name.final.pt``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _check_number(name: str, value: Any, *, positive: bool = False, integer: boo
     kinds = (int,) if integer else (int, float)
     if not isinstance(value, kinds) or isinstance(value, bool):
         raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r} "
-                         f"({type(value).__name__}); under papermill pass it without quotes")
+                         f"({type(value).__name__}); pass a number, for example -p {name} 4 under papermill")
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value!r}")
 
@@ -211,7 +212,8 @@ def run_geo(
     rank, world_size = init_distributed_from_environment()
     if result_file.exists() and not overwrite:
         raise ResultExistsError(f"{result_file} already exists; pass overwrite=True (-p overwrite True under "
-                                "papermill) to replace it, or choose another run_name or results_dir")
+                                "papermill, --overwrite on the command line) to replace it, or choose another "
+                                "run_name or results_dir")
     if world_size > 1:  # the processes of one torchrun job share the run, so none takes the file lock
         return _train_and_write(params, result_file, checkpoint_dir, started, rank, world_size)
     with exclusive_lock(result_file, hint="wait for it to end, or choose another run_name"):
@@ -229,6 +231,8 @@ def _train_and_write(params: dict[str, Any], result_file: Path, checkpoint_dir: 
     parts = tuple(params["parts"])
     train_samples = load_geo(params["dataset"], params["data_dir"], params["train_split"])
     eval_samples = load_geo(params["dataset"], params["data_dir"], params["eval_split"], train_samples.class_ids)
+    for samples, split in ((train_samples, params["train_split"]), (eval_samples, params["eval_split"])):
+        samples.check_files(split)  # before training, not after hours of it
     train_set = GeoDataset(train_samples, image_transforms(params["image_size"], train=True), parts)
     eval_set = GeoDataset(eval_samples, image_transforms(params["image_size"], train=False), parts)
 
@@ -243,6 +247,9 @@ def _train_and_write(params: dict[str, Any], result_file: Path, checkpoint_dir: 
     sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=params["seed"],
                                  drop_last=True)
     per_process = params["batch_size"] // world_size
+    if len(sampler) < per_process:  # drop_last would leave no step at all
+        raise ValueError(f"batch_size {params['batch_size']} is larger than the {len(train_set)} training images; "
+                         "lower batch_size")
     steps_per_epoch = max(1, len(sampler) // per_process)
     total_steps, warmup_steps = params["epochs"] * steps_per_epoch, params["warmup_epochs"] * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps))
@@ -307,5 +314,8 @@ def _train_and_write(params: dict[str, Any], result_file: Path, checkpoint_dir: 
         record["rank_weight_checksums"] = checksums
     if rank == 0:
         write_json_atomic(result_file, record, overwrite=params["overwrite"])
+        # Keep the final weights (no optimizer state) and drop the resumable checkpoint.
+        _atomic_torch_save(model.state_dict(), checkpoint_dir / f"{params['run_name']}.final.pt")
+        checkpoint_path.unlink(missing_ok=True)
         logger.info("%s: top-1 %.4f, top-5 %.4f", params["run_name"], metrics["top1"], metrics["top5"])
     return record

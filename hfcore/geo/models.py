@@ -2,7 +2,8 @@
 
 ``build_geo_model(fusion, backbone="resnet50", num_classes, aux_dim)`` takes any torchvision
 classification model by name, with weights from a local file when given (random otherwise),
-and replaces its classifier with ``fusion`` and a new linear classifier. The auxiliary input is
+and replaces its classifier with ``fusion`` and a new linear classifier. Where the classifier
+is an MLP (VGG, MobileNet), all of it is replaced and the fusion reads the feature before it. The auxiliary input is
 the encoded location and date (``hfcore.geo.encoding``), first passed through a small MLP
 (``aux_width`` units, ReLU), as the geo-aware baselines do.
 
@@ -52,15 +53,18 @@ def build_backbone(name: str = "resnet50", weights: str | Path | None = None) ->
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"weights file {path} not found; download the torchvision weights of {name} "
-                                    "(for example ResNet50_Weights.IMAGENET1K_V2) and pass the .pth file")
+            raise FileNotFoundError(f"weights file {path} not found; save the torchvision weights of {name} as a "
+                                    f"state-dict file (torch.save(torchvision.models.{name}(weights='DEFAULT')"
+                                    ".state_dict(), FILE) on a machine with internet) and pass that file")
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     for attribute in ("fc", "classifier", "head", "heads"):
         head = getattr(model, attribute, None)
         if head is None:
             continue
-        linear = head if isinstance(head, nn.Linear) else next(
-            (m for m in reversed(list(head.modules())) if isinstance(m, nn.Linear)), None)
+        # The whole classifier is replaced, so the feature width is the input of its first Linear
+        # (an MLP classifier, as in VGG or MobileNet, is dropped with it).
+        linear = head if isinstance(head, nn.Linear) else next((m for m in head.modules() if isinstance(m, nn.Linear)),
+                                                               None)
         if linear is None:
             continue
         setattr(model, attribute, nn.Identity())

@@ -7,11 +7,14 @@ seeds per model, with the paper's values beside ResNet-50 rows only.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from ..results import read_results
+
+logger = logging.getLogger(__name__)
 
 # Paper Table 2 (ResNet-50): top-1, top-5 per dataset; None where the paper has N/A.
 PAPER_TABLE2 = {
@@ -32,11 +35,25 @@ def paper_key(dataset: str) -> str:
     return "yfcc" if dataset == "yfcc" else "inat"
 
 
-def geo_frame(folder: str | Path) -> pd.DataFrame:
-    """One row per geo results file in ``folder``: dataset, model, backbone, seed, top-1 and top-5 (%)."""
+def geo_frame(folder: str | Path, settings: dict | None = None) -> pd.DataFrame:
+    """One row per geo results file in ``folder``: dataset, model, backbone, seed, top-1 and top-5 (%).
+
+    With ``settings`` (parameter name to value), only runs made with those values are kept; a
+    run that recorded None for a setting (an option its model ignores) matches any value.
+    Runs of other settings are left out with a log line, so a table never mixes them.
+    """
     records = [r for r in read_results(folder) if r.get("experiment") == "geo"]
     if not records:
         raise FileNotFoundError(f"no geo results files in {folder}; run notebooks/geo_comparison.ipynb first")
+    if settings:
+        kept = [r for r in records
+                if all(r["parameters"].get(k) in (None, v) for k, v in settings.items())]
+        if len(kept) < len(records):
+            logger.info("left out %d of %d runs in %s made with other settings than %s", len(records) - len(kept),
+                        len(records), folder, settings)
+        if not kept:
+            raise FileNotFoundError(f"no geo results in {folder} match {settings}")
+        records = kept
     return pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], "backbone": r["backbone"], "seed": r["seed"],
                           "top1": 100 * r["metrics"]["eval_top1"], "top5": 100 * r["metrics"]["eval_top5"],
                           "parameters": r["parameter_count"]} for r in records])
