@@ -7,9 +7,11 @@ validation accuracy, tests those weights once and writes one JSON record.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
+import inspect
 import json
+import os
 import logging
 import time
 from pathlib import Path
@@ -25,8 +27,10 @@ from .data.avmnist import AVMNIST, AVMNISTConfig, Split, load_avmnist
 from .data.multibench import load_multibench_avmnist
 from .data.paths import REPO_ROOT
 from .models import build_model, count_parameters, model_names, model_option_names
+from .locks import exclusive_lock
 from .results import ResultExistsError, provenance, write_json_atomic
-from .training import PRECISIONS, TensorData, TrainConfig, distributed_rank_and_size, evaluate, train
+from .training import (PRECISIONS, TensorData, TrainConfig, _atomic_torch_save, distributed_rank_and_size,
+                       evaluate, train)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +45,9 @@ def run_identity(params: dict[str, Any]) -> str:
 
 
 def default_run_name(params: dict[str, Any]) -> str:
-    return f"{params['model']}-{run_identity(params)}-seed{params['seed']}"
+    """Return MODEL[-blockB]-IDENTITY-seedS: the block variant shows in the name, the other options in the hash."""
+    block = f"-block{params['block']}" if params.get("block") not in (None, "base") else ""
+    return f"{params['model']}{block}-{run_identity(params)}-seed{params['seed']}"
 
 
 def subsample_training(split: Split, fraction: float, seed: int) -> Split:
@@ -88,6 +94,23 @@ def validate_params(params: dict[str, Any]) -> None:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {params['precision']!r}")
     if params["primary"] not in ("image", "audio"):
         raise ValueError(f"primary must be 'image' or 'audio' for AV-MNIST, got {params['primary']!r}")
+    for name in ("lr", "weight_decay", "snr_db", "pca_energy"):  # their ranges are checked where they are used
+        value = params[name]
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__}); "
+                             "under papermill pass it without quotes, for example -p lr 0.001")
+    if not params["lr"] > 0:
+        raise ValueError(f"lr must be positive, got {params['lr']!r}")
+    if not params["weight_decay"] >= 0:  # also rejects NaN
+        raise ValueError(f"weight_decay must be 0 or positive, got {params['weight_decay']!r}")
+    patience, position = params["patience"], params["fusion_position"]
+    if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience <= 0):
+        raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
+    if position is not None and (not isinstance(position, int) or isinstance(position, bool) or position < 0):
+        raise ValueError(f"fusion_position must be a non-negative integer or None, got {position!r}")
+    for name in ("aux_mlp", "overwrite", "progress"):
+        if not isinstance(params[name], bool):
+            raise ValueError(f"{name} must be True or False, got {params[name]!r} ({type(params[name]).__name__})")
 
 
 def init_distributed_from_environment() -> tuple[int, int]:
@@ -157,82 +180,102 @@ def run_avmnist(
             f"{result_file} already exists; pass overwrite=True (-p overwrite True under papermill) "
             "to replace it, or choose another run_name or results_dir"
         )
+    # One process per results file: a second run with the same name fails at once with BusyError.
     checkpoint_root = Path(checkpoint_dir) if checkpoint_dir else REPO_ROOT / "checkpoints"
+    with contextlib.ExitStack() as locks:
+        if world_size == 1:  # the processes of one torchrun job share the run, so none of them locks it
+            # Runs of one name in two results folders would still share the checkpoint: lock both.
+            for path in (result_file, checkpoint_root / f"{run_name}.pt"):
+                locks.enter_context(exclusive_lock(path, hint="wait for it to end, or choose another run_name"))
+        if result_file.exists() and not overwrite:  # finished by another process while this one started
+            raise ResultExistsError(f"{result_file} was written by another process while this run started; "
+                                    "pass overwrite=True to replace it")
 
-    data_config = AVMNISTConfig(pca_energy=pca_energy, noise=noise, snr_db=snr_db)
-    if dataset is None and multibench_dir is not None:
-        dataset = load_multibench_avmnist(multibench_dir)
-    elif dataset is None:
-        dataset = load_avmnist(data_dir, data_config, cache_dir=cache_dir)
-    elif dataset.info.get("source") == "raw" and (
-        dataset.info["config"]["snr_db"] != snr_db or dataset.info["config"]["pca_energy"] != pca_energy
-    ):
-        raise ValueError(
-            f"the dataset passed in was built with {dataset.info.get('config')}, not with "
-            f"pca_energy={pca_energy}, snr_db={snr_db}; pass dataset=None to load the matching one"
+        data_config = AVMNISTConfig(pca_energy=pca_energy, noise=noise, snr_db=snr_db)
+        if dataset is None and multibench_dir is not None:
+            dataset = load_multibench_avmnist(multibench_dir)
+        elif dataset is None:
+            dataset = load_avmnist(data_dir, data_config, cache_dir=cache_dir)
+        elif dataset.info.get("source") == "raw" and (
+            dataset.info["config"]["snr_db"] != snr_db or dataset.info["config"]["pca_energy"] != pca_energy
+        ):
+            raise ValueError(
+                f"the dataset passed in was built with {dataset.info.get('config')}, not with "
+                f"pca_energy={pca_energy}, snr_db={snr_db}; pass dataset=None to load the matching one"
+            )
+
+        # Options that a model's builder does not take (hidden_dim for LF, say) are left out.
+        options = {"primary": primary, "hidden_dim": hidden_dim, "num_blocks": num_blocks,
+                   "fusion_position": fusion_position, "aux_mlp": aux_mlp}
+        if model == "hyperfuse":
+            options.update(generator=generator, rank=rank, block=block)
+        torch.manual_seed(seed)  # the same seed gives the same initial weights
+        model_options = {k: v for k, v in options.items() if k in model_option_names(model)}
+        # The record lists the options that this model never read, so no value in it is taken as used.
+        ignored = sorted(IGNORABLE_OPTIONS - set(model_options))
+        for name in ignored:
+            if params[name] != RUN_DEFAULTS[name]:
+                logger.warning("model %r does not use %s=%r; it is ignored", model, name, params[name])
+        network = build_model(model, **model_options)
+
+        train_split = subsample_training(dataset["train"], train_fraction, seed)
+        modalities = network.modalities
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                             patience=patience, seed=seed, precision=precision)
+        outcome = train(
+            network,
+            split_tensors(train_split, modalities),
+            split_tensors(dataset["val"], modalities),
+            config,
+            checkpoint_path=checkpoint_root / f"{run_name}.pt",
+            run_key=json.dumps({k: v for k, v in params.items() if k not in ("overwrite", "progress")}, default=str),
+            progress=progress,
         )
+        test = evaluate(network, split_tensors(dataset["test"], modalities), precision=precision)
+        val = evaluate(network, split_tensors(dataset["val"], modalities), precision=precision)
 
-    # Options that a model's builder does not take (hidden_dim for LF, say) are left out.
-    options = {"primary": primary, "hidden_dim": hidden_dim, "num_blocks": num_blocks,
-               "fusion_position": fusion_position, "aux_mlp": aux_mlp}
-    if model == "hyperfuse":
-        options.update(generator=generator, rank=rank, block=block)
-    torch.manual_seed(seed)  # the same seed gives the same initial weights
-    model_options = {k: v for k, v in options.items() if k in model_option_names(model)}
-    network = build_model(model, **model_options)
-
-    train_split = subsample_training(dataset["train"], train_fraction, seed)
-    modalities = network.modalities
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         patience=patience, seed=seed, precision=precision)
-    outcome = train(
-        network,
-        split_tensors(train_split, modalities),
-        split_tensors(dataset["val"], modalities),
-        config,
-        checkpoint_path=checkpoint_root / f"{run_name}.pt",
-        run_key=json.dumps({k: v for k, v in params.items() if k not in ("overwrite", "progress")}, default=str),
-        progress=progress,
-    )
-    test = evaluate(network, split_tensors(dataset["test"], modalities), precision=precision)
-    val = evaluate(network, split_tensors(dataset["val"], modalities), precision=precision)
-
-    record = {
-        "experiment": "avmnist",
-        "run_name": run_name,
-        "run_identity": run_identity(params),
-        "model": model,
-        "seed": seed,
-        "parameters": params,
-        "model_options": model_options,
-        "train_config": config.__dict__,
-        "dataset": {**{k: v for k, v in dataset.info.items() if k != "cache_file"},
-                    "train_size_used": len(train_split)},
-        "metrics": {
-            "test_accuracy": test["accuracy"],
-            "test_per_class_accuracy": test["per_class_accuracy"],
-            "test_loss": test["loss"],
-            "val_accuracy": val["accuracy"],
-            "best_epoch": outcome.best_epoch,
-            "stopped_early": outcome.stopped_early,
-            "history": outcome.history,
-        },
-        "parameter_count": count_parameters(network),
-        "world_size": world_size,
-        "resumed_from_epoch": outcome.resumed_from_epoch,
-        "provenance": provenance(),
-        "wall_seconds": round(time.perf_counter() - started, 2),
-    }
-    if world_size > 1:
-        # Every process must hold the same weights; the record keeps each one's checksum as proof.
-        checksum = float(sum(p.double().sum() for p in network.state_dict().values() if p.is_floating_point()))
-        checksums = [None] * world_size
-        torch.distributed.all_gather_object(checksums, checksum)
-        record["rank_weight_checksums"] = checksums
-    if process_rank != 0:
+        record = {
+            "experiment": "avmnist",
+            "run_name": run_name,
+            "run_identity": run_identity(params),
+            "model": model,
+            "seed": seed,
+            "parameters": params,
+            "model_options": model_options,
+        "ignored_parameters": ignored,
+            "train_config": config.__dict__,
+            "dataset": {**{k: v for k, v in dataset.info.items() if k != "cache_file"},
+                        "train_size_used": len(train_split)},
+            "metrics": {
+                "test_accuracy": test["accuracy"],
+                "test_per_class_accuracy": test["per_class_accuracy"],
+                "test_loss": test["loss"],
+                "val_accuracy": val["accuracy"],
+                "best_epoch": outcome.best_epoch,
+                "stopped_early": outcome.stopped_early,
+                "history": outcome.history,
+            },
+            "parameter_count": count_parameters(network),
+            "world_size": world_size,
+            "resumed_from_epoch": outcome.resumed_from_epoch,
+            "provenance": provenance(),
+            "wall_seconds": round(time.perf_counter() - started, 2),
+        }
+        if world_size > 1:
+            # Every process must hold the same weights; the record keeps each one's checksum as proof.
+            checksum = float(sum(p.double().sum() for p in network.state_dict().values() if p.is_floating_point()))
+            checksums = [None] * world_size
+            torch.distributed.all_gather_object(checksums, checksum)
+            record["rank_weight_checksums"] = checksums
+        if process_rank != 0:
+            return record
+        # The weights first: a results file on disk promises that its weights are there too.
+        _atomic_torch_save(network.state_dict(), checkpoint_root / f"{run_name}.best.pt")
+        write_json_atomic(result_file, record, overwrite=overwrite)
+        (checkpoint_root / f"{run_name}.pt").unlink(missing_ok=True)
+        logger.info("%s: test accuracy %.4f (best epoch %d)", run_name, test["accuracy"], outcome.best_epoch)
         return record
-    write_json_atomic(result_file, record, overwrite=overwrite)
-    torch.save(network.state_dict(), checkpoint_root / f"{run_name}.best.pt")
-    (checkpoint_root / f"{run_name}.pt").unlink(missing_ok=True)
-    logger.info("%s: test accuracy %.4f (best epoch %d)", run_name, test["accuracy"], outcome.best_epoch)
-    return record
+
+
+IGNORABLE_OPTIONS = frozenset({"hidden_dim", "num_blocks", "fusion_position", "aux_mlp", "generator", "rank", "block"})
+RUN_DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(run_avmnist).parameters.items()}

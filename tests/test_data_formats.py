@@ -70,6 +70,26 @@ def test_read_wav_rejects_garbage(tmp_path):
         read_wav(tmp_path / "g.wav")
 
 
+def test_read_wav_rejects_a_file_cut_short(tmp_path):
+    wavfile.write(tmp_path / "full.wav", SAMPLE_RATE, np.arange(4000, dtype=np.int16))
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])  # the header still promises 4000 samples
+    with pytest.raises(ValueError, match="cut.wav: truncated WAV file"):
+        read_wav(tmp_path / "cut.wav")
+    assert len(read_wav(tmp_path / "full.wav")) == 4000
+
+
+def test_read_wav_passes_other_warnings_on(tmp_path):
+    wavfile.write(tmp_path / "a.wav", SAMPLE_RATE, np.arange(100, dtype=np.int16))
+    data = bytearray((tmp_path / "a.wav").read_bytes())
+    chunk = b"zzzz" + (4).to_bytes(4, "little") + b"abcd"  # an unknown chunk: scipy skips it with a warning
+    data[12:12] = chunk
+    data[4:8] = (len(data) - 8).to_bytes(4, "little")
+    (tmp_path / "b.wav").write_bytes(bytes(data))
+    with pytest.warns(wavfile.WavFileWarning):
+        assert len(read_wav(tmp_path / "b.wav")) == 100
+
+
 def test_fit_window_centres_and_crops():
     short = fit_window(np.ones(4), 10)
     np.testing.assert_array_equal(short, [0, 0, 0, 1, 1, 1, 1, 0, 0, 0])

@@ -138,3 +138,59 @@ def test_accuracy_against_parameter_lines(tmp_path):
         plot_accuracy_against(frame, "lr")
     # The per-model figure has one column per setting.
     assert len(plot_accuracy(frame).axes[0].get_xticks()) == 4
+
+
+def test_full_disk_fails_clearly_and_keeps_the_earlier_result(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    path = write_json_atomic(tmp_path / "r.json", {"a": 1})
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match=r"could not write .*r\.json: the disk is full") as caught:
+        write_json_atomic(path, {"a": 2}, overwrite=True)
+    assert caught.value.errno == errno.ENOSPC
+    assert "free space" in str(caught.value)
+    assert caught.value.filename == str(path)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary file left
+
+
+def test_read_only_folder_fails_clearly(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    path = write_json_atomic(tmp_path / "r.json", {"a": 1})
+
+    def read_only(*args, **kwargs):  # chmod cannot make a folder read-only for root, so mkstemp fails here
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError, match="read-only file system.*choose a writable folder"):
+        write_json_atomic(path, {"a": 2}, overwrite=True)
+    assert json.loads(path.read_text()) == {"a": 1}
+
+
+def test_other_write_errors_pass_through_unchanged(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def bad_descriptor(fd):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(os, "fsync", bad_descriptor)
+    with pytest.raises(OSError, match=r"^\[Errno 9\] Bad file descriptor$"):
+        write_json_atomic(tmp_path / "r.json", {"a": 1})
+
+
+def test_storage_errors_about_other_files_are_not_reworded(tmp_path):
+    import errno
+
+    from hfcore.atomic import atomic_path
+
+    with pytest.raises(OSError, match=r"^\[Errno 13\] Permission denied: 'elsewhere.txt'$"):
+        with atomic_path(tmp_path / "r.json"):
+            raise PermissionError(errno.EACCES, "Permission denied", "elsewhere.txt")

@@ -136,6 +136,15 @@ def test_run_writes_complete_results_file(fixture_data, fixture_dataset, tmp_pat
         ({"model": "hyperfuse", "rank": 4}, "rank=4 needs generator='factorized'"),
         ({"model": "hyperfuse", "generator": "factorized", "rank": -1}, "rank must be a positive integer"),
         ({"precision": "half"}, "precision must be one of"),
+        ({"lr": "abc"}, r"lr must be a number, got 'abc' \(str\); under papermill pass it without quotes"),
+        ({"lr": 0}, "lr must be positive"),
+        ({"weight_decay": -1e-4}, "weight_decay must be 0 or positive"),
+        ({"weight_decay": "1e-4"}, "weight_decay must be a number"),
+        ({"patience": 0}, "patience must be a positive integer or None"),
+        ({"fusion_position": "2"}, "fusion_position must be a non-negative integer"),
+        ({"aux_mlp": "False"}, "aux_mlp must be True or False"),
+        ({"pca_energy": "0.25"}, "pca_energy must be a number"),
+        ({"weight_decay": float("nan")}, "weight_decay must be 0 or positive, got nan"),
     ],
 )
 def test_run_rejects_invalid_parameters_before_loading_data(params, message, tmp_path):
@@ -250,3 +259,38 @@ def test_train_nan_keeps_last_good_checkpoint(fixture_dataset, tmp_path, monkeyp
     saved = torch.load(checkpoint, weights_only=False)
     assert saved["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+def test_a_second_run_with_the_same_name_fails_while_the_first_runs(fixture_dataset, tmp_path):
+    from hfcore.locks import BusyError, exclusive_lock
+
+    with exclusive_lock(tmp_path / "same.json"):  # the first run holds the results file's lock
+        with pytest.raises(BusyError, match=r"same\.json is being computed by pid \d+"):
+            run_avmnist(model="lf", epochs=1, results_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ckpt"),
+                        run_name="same", progress=False, dataset=fixture_dataset)
+    assert not (tmp_path / "same.json").exists()
+    assert not (tmp_path / "ckpt" / "same.pt").exists()  # the holder's checkpoint was not touched either
+
+
+def test_options_a_model_ignores_are_listed_in_the_record(fixture_dataset, tmp_path, caplog):
+    record = run_avmnist(model="lmf", hidden_dim=16, generator="factorized", rank=4, epochs=1,
+                         results_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ckpt"), progress=False,
+                         dataset=fixture_dataset)
+    # LMF's builder takes a rank of its own, but run_avmnist passes rank to HyperFuse only.
+    assert {"generator", "rank", "block"} <= set(record["ignored_parameters"])
+    assert "rank" not in record["model_options"]
+    assert "does not use rank=4" in caplog.text
+    hyperfuse = run_avmnist(model="hyperfuse", hidden_dim=8, block="II", epochs=1, results_dir=str(tmp_path),
+                            checkpoint_dir=str(tmp_path / "ckpt"), progress=False, dataset=fixture_dataset)
+    assert not {"hidden_dim", "block"} & set(hyperfuse["ignored_parameters"])
+    assert hyperfuse["run_name"].startswith("hyperfuse-blockII-")
+
+
+def test_same_run_name_in_two_results_folders_cannot_share_a_checkpoint(fixture_dataset, tmp_path):
+    from hfcore.locks import BusyError, exclusive_lock
+
+    with exclusive_lock(tmp_path / "ckpt" / "twin.pt"):  # a run of this name writes this checkpoint
+        with pytest.raises(BusyError, match=r"twin\.pt is being computed"):
+            run_avmnist(model="lf", epochs=1, results_dir=str(tmp_path / "other"),
+                        checkpoint_dir=str(tmp_path / "ckpt"), run_name="twin", progress=False,
+                        dataset=fixture_dataset)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import warnings
 from math import gcd
 from pathlib import Path
 
@@ -33,13 +34,22 @@ def read_wav(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
     Integer PCM is scaled by its type's range. Multi-channel audio is averaged to mono and
     other sample rates are resampled with a polyphase filter (``scipy.signal.resample_poly``);
-    both are logged. Raises ValueError for a file that is not a readable WAV file.
+    both are logged. Raises ValueError for a file that is not a readable WAV file, or that
+    ends before the length its header gives.
     """
     path = Path(path)
     try:
-        rate, data = wavfile.read(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", wavfile.WavFileWarning)
+            rate, data = wavfile.read(path)
     except (ValueError, EOFError, OSError, struct.error) as error:
         raise ValueError(f"{path}: not a readable WAV file ({error}); replace it with an intact copy") from error
+    # scipy reads a file cut short with only a warning, returning the samples that are there.
+    truncated = [str(w.message) for w in caught if "EOF prematurely" in str(w.message)]
+    if truncated:
+        raise ValueError(f"{path}: truncated WAV file ({truncated[0]}); replace it with an intact copy")
+    for warning in caught:  # the others (an unknown chunk skipped, say) still reach the caller
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if np.issubdtype(data.dtype, np.integer):
         info = np.iinfo(data.dtype)
         if info.min == 0:  # unsigned 8-bit PCM is offset by 128
