@@ -1,4 +1,4 @@
-"""Species classification with location and date: encoding, loaders, models, recipe and runs (issue 10)."""
+"""Species classification with location and date: encoding, loaders, models, recipe and runs."""
 
 import json
 import math
@@ -23,19 +23,20 @@ SMALL = dict(backbone="resnet18", epochs=2, warmup_epochs=1, batch_size=8, lr=0.
 
 # --- encoding: hand-computed values --------------------------------------------------------------
 
-def test_equator_and_prime_meridian_give_sin_0_and_cos_1():
+def test_encoding_at_equator_and_meridian():
     features = encode_location_time(0.0, 0.0, None, parts=("geo",))
     np.testing.assert_allclose(features, [0, 0, 1, 1], atol=1e-7)
 
 
-def test_both_poles_give_sin_0_and_cos_minus_1_for_latitude():
+def test_encoding_at_both_poles():
     for latitude in (90.0, -90.0):
         sin_lat, sin_lon, cos_lat, cos_lon = encode_location_time(latitude, 90.0, None, parts=("geo",))
-        assert sin_lat == pytest.approx(0, abs=1e-6) and cos_lat == pytest.approx(-1)
+        assert sin_lat == pytest.approx(0, abs=1e-6)
+        assert cos_lat == pytest.approx(-1)
         assert sin_lon == pytest.approx(1) and cos_lon == pytest.approx(0, abs=1e-6)  # 90 deg east: x = 1/2
 
 
-def test_the_date_line_seen_from_both_sides_gives_the_same_features():
+def test_encoding_across_the_date_line():
     east, west = (encode_location_time(10.0, lon, None, parts=("geo",)) for lon in (180.0, -180.0))
     np.testing.assert_allclose(east, west, atol=1e-6)
     assert east[3] == pytest.approx(-1)
@@ -59,7 +60,7 @@ def test_leap_years_have_366_days():
     assert scaled_date(date(2000, 12, 30)) == pytest.approx(2 * 365 / 366 - 1)  # 2000 is one
 
 
-def test_missing_metadata_gives_zeros_and_bad_values_are_rejected():
+def test_encoding_missing_and_invalid_values():
     np.testing.assert_array_equal(encode_location_time(None, 3.0, "2020-01-01"), np.zeros(6))
     np.testing.assert_array_equal(encode_location_time(5.0, float("nan"), "2020-01-01"), np.zeros(6))
     np.testing.assert_array_equal(encode_location_time(5.0, 3.0, None), np.zeros(6))
@@ -91,9 +92,11 @@ def test_inat2021_reads_coco_json_with_locations_and_dates(geo_root):
     assert all(p.is_file() for p in train.paths + val.paths)
     document = json.loads((geo_root / "inat2021" / "train_mini.json").read_text())
     first = document["images"][1]
-    assert train.latitude[1] == first["latitude"] and train.date[1] == first["date"]
+    assert train.latitude[1] == first["latitude"]
+    assert train.date[1] == first["date"]
     assert np.bincount(train.labels).tolist() == [8, 8, 8]
-    assert train.missing_metadata() == 1 and val.missing_metadata() == 1
+    assert train.missing_metadata() == 1
+    assert val.missing_metadata() == 1
     assert train.aux_features().shape == (24, 6)
 
 
@@ -102,7 +105,8 @@ def test_inat_2017_2018_join_the_separate_locations_file(geo_root, year, caplog)
     samples = geo_data.load_geo(f"inat{year}", geo_root / f"inat{year}", "train")
     locations = json.loads((geo_root / f"inat{year}" / f"train{year}_locations.json").read_text())
     by_id = {entry["id"]: entry for entry in locations}
-    assert samples.latitude[1] == by_id[1]["lat"] and samples.date[1] == by_id[1]["date"]
+    assert samples.latitude[1] == by_id[1]["lat"]
+    assert samples.date[1] == by_id[1]["date"]
     assert samples.latitude[0] is None  # image 0 has no entry: zeros, with a warning
     assert "have no entry" in caplog.text
     np.testing.assert_array_equal(samples.aux_features()[0], np.zeros(6))
@@ -119,7 +123,7 @@ def test_yfcc_reads_the_split_csv_with_locations_only(geo_root):
         geo_data.load_geo("yfcc", geo_root / "yfcc", "validation")
 
 
-def test_missing_files_name_the_file_and_what_to_download(tmp_path):
+def test_loaders_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"train_mini\.json not found.*inat_comp"):
         geo_data.load_geo("inat2021", tmp_path, "train_mini")
     (tmp_path / "train2018.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
@@ -234,7 +238,8 @@ def test_torchvision_backbones_by_name_with_local_weights(tmp_path):
     import torchvision
 
     network, width = build_backbone("resnet18")
-    assert width == 512 and isinstance(network.fc, torch.nn.Identity)
+    assert width == 512
+    assert isinstance(network.fc, torch.nn.Identity)
     torch.manual_seed(1)
     source = torchvision.models.resnet18()
     weights_file = tmp_path / "resnet18.pth"
@@ -280,9 +285,11 @@ def test_mixup_mixes_images_and_aux_with_one_lambda_and_permutation():
     assert lam == pytest.approx(expected_lam)
     torch.testing.assert_close(mixed_images, lam * images + (1 - lam) * images[perm])
     torch.testing.assert_close(mixed_aux, lam * aux + (1 - lam) * aux[perm])
-    assert labels_a.tolist() == labels.tolist() and labels_b.tolist() == labels[perm].tolist()
+    assert labels_a.tolist() == labels.tolist()
+    assert labels_b.tolist() == labels[perm].tolist()
     unchanged = mixup(images, aux, labels, 0.0, rng)
-    assert unchanged[0] is images and unchanged[4] == 1.0
+    assert unchanged[0] is images
+    assert unchanged[4] == 1.0
     with pytest.raises(ValueError, match="alpha"):
         mixup(images, aux, labels, -1.0, rng)
 
@@ -311,9 +318,11 @@ def test_run_writes_a_record_and_the_same_seed_gives_the_same_metrics(geo_root, 
     assert first["metrics"]["eval_top1"] == second["metrics"]["eval_top1"]
     assert first["metrics"]["history"] == second["metrics"]["history"]
     saved = json.loads((tmp_path / "a" / "r.json").read_text())
-    assert saved["data"]["eval_samples"] == 12 and saved["metrics"]["eval_samples"] == 12
+    assert saved["data"]["eval_samples"] == 12
+    assert saved["metrics"]["eval_samples"] == 12
     assert {"provenance", "wall_seconds", "parameters", "seed"} <= set(saved)
-    assert saved["parameters"]["parts"] == ["geo", "temporal"] and saved["parameters"]["train_split"] == "train_mini"
+    assert saved["parameters"]["parts"] == ["geo", "temporal"]
+    assert saved["parameters"]["train_split"] == "train_mini"
     with pytest.raises(ResultExistsError, match="already exists.*--overwrite on the command line"):
         run_geo(**kwargs, results_dir=str(tmp_path / "a"), checkpoint_dir=str(tmp_path / "ca"), run_name="r")
     assert sorted(p.name for p in (tmp_path / "ca").iterdir()) == ["r.final.pt"]  # the resumable checkpoint is gone
