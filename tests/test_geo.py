@@ -33,7 +33,8 @@ def test_encoding_at_both_poles():
         sin_lat, sin_lon, cos_lat, cos_lon = encode_location_time(latitude, 90.0, None, parts=("geo",))
         assert sin_lat == pytest.approx(0, abs=1e-6)
         assert cos_lat == pytest.approx(-1)
-        assert sin_lon == pytest.approx(1) and cos_lon == pytest.approx(0, abs=1e-6)  # 90 deg east: x = 1/2
+        assert sin_lon == pytest.approx(1)  # 90 degrees east: x = 1/2
+        assert cos_lon == pytest.approx(0, abs=1e-6)
 
 
 def test_encoding_across_the_date_line():
@@ -46,7 +47,8 @@ def test_first_and_last_day_of_the_year():
     assert scaled_date(date(2021, 1, 1)) == pytest.approx(2 / 365 - 1)
     assert scaled_date(date(2021, 12, 31)) == pytest.approx(1.0)
     features = encode_location_time(0.0, 0.0, "2021-12-31T08:00:00")
-    assert features[2] == pytest.approx(0, abs=1e-6) and features[5] == pytest.approx(-1)  # sin(pi), cos(pi)
+    assert features[2] == pytest.approx(0, abs=1e-6)  # sin(pi)
+    assert features[5] == pytest.approx(-1)  # cos(pi)
     first = encode_location_time(0.0, 0.0, "2021-01-01")
     assert first[2] == pytest.approx(math.sin(math.pi * (2 / 365 - 1)), abs=1e-6)
 
@@ -154,7 +156,9 @@ def test_dataset_items_and_unreadable_images(geo_root, tmp_path):
     samples = geo_data.load_geo("inat2021", geo_root / "inat2021", "val")
     dataset = geo_data.GeoDataset(samples, geo_data.image_transforms(32, train=False))
     image, label, aux = dataset[3]
-    assert image.shape == (3, 32, 32) and label == samples.labels[3] and aux.shape == (6,)
+    assert image.shape == (3, 32, 32)
+    assert label == samples.labels[3]
+    assert aux.shape == (6,)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     samples.paths[3] = broken
@@ -276,7 +280,7 @@ def test_warmup_then_cosine_by_hand():
         warmup_cosine(0, 0, 0)
 
 
-def test_mixup_mixes_images_and_aux_with_one_lambda_and_permutation():
+def test_mixup_shares_lambda_and_permutation():
     images, aux, labels = torch.randn(6, 3, 4, 4), torch.randn(6, 6), torch.arange(6)
     rng, generator = np.random.default_rng(3), torch.Generator().manual_seed(3)
     mixed_images, mixed_aux, labels_a, labels_b, lam = mixup(images, aux, labels, 0.4, rng, generator)
@@ -311,7 +315,7 @@ def test_topk_by_hand():
 
 # --- runs ----------------------------------------------------------------------------------------
 
-def test_run_writes_a_record_and_the_same_seed_gives_the_same_metrics(geo_root, tmp_path):
+def test_run_geo_record_and_determinism(geo_root, tmp_path):
     kwargs = dict(dataset="inat2021", data_dir=str(geo_root / "inat2021"), model="hyperfuse", **SMALL)
     first = run_geo(**kwargs, results_dir=str(tmp_path / "a"), checkpoint_dir=str(tmp_path / "ca"), run_name="r")
     second = run_geo(**kwargs, results_dir=str(tmp_path / "b"), checkpoint_dir=str(tmp_path / "cb"), run_name="r")
@@ -328,7 +332,7 @@ def test_run_writes_a_record_and_the_same_seed_gives_the_same_metrics(geo_root, 
     assert sorted(p.name for p in (tmp_path / "ca").iterdir()) == ["r.final.pt"]  # the resumable checkpoint is gone
 
 
-def test_an_interrupted_run_resumes_to_the_same_result(geo_root, tmp_path, monkeypatch):
+def test_run_geo_resumes_after_interruption(geo_root, tmp_path, monkeypatch):
     from hfcore.geo import experiment
 
     kwargs = dict(dataset="yfcc", data_dir=str(geo_root / "yfcc"), model="concat", **{**SMALL, "epochs": 3})

@@ -2,6 +2,6 @@
 
 ``data`` reads iNaturalist 2017, 2018, 2021 and YFCC100M-GEO100 in their public formats,
 ``encoding`` turns location and date into Dynamic MLP's features, ``models`` puts HyperFuse and
-the Table 2 baselines on any torchvision backbone, ``recipe`` holds the training recipe, and
+the Table 2 baselines on any torchvision backbone, ``recipe`` contains the training recipe, and
 ``experiment.run_geo`` trains and evaluates one model.
 """

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 def mixup(images: torch.Tensor, aux: torch.Tensor, labels: torch.Tensor, alpha: float,
           rng: np.random.Generator, generator: torch.Generator | None = None):
-    """Return ``(images, aux, labels_a, labels_b, lam)`` mixed as the module doc says."""
+    """Return ``(images, aux, labels_a, labels_b, lam)``, mixed as described in the module doc."""
     if alpha < 0:
         raise ValueError(f"mixup alpha must be >= 0 (0 turns mixup off), got {alpha}")
     if alpha == 0:

@@ -38,7 +38,7 @@ def paper_key(dataset: str) -> str:
 def geo_frame(folder: str | Path, settings: dict | None = None) -> pd.DataFrame:
     """One row per geo results file in ``folder``: dataset, model, backbone, seed, top-1 and top-5 (%).
 
-    With ``settings`` (parameter name to value), only runs made with those values are kept; a
+    With ``settings`` (parameter name to value), only runs made with those values are kept. A
     run that recorded None for a setting (an option its model ignores) matches any value.
     Runs of other settings are left out with a log line, so a table never mixes them.
     """
