@@ -2,8 +2,8 @@
 
 Usage (from the repository root, after `bash scripts/setup.sh`):
 
-    .venv/bin/python benchmarks/run.py                  # everything, about 2.5 minutes on 2 cores
-    .venv/bin/python benchmarks/run.py --parts layers   # one part: layers, epochs, dataset, memory
+    .venv/bin/python benchmarks/run.py                  # everything, about 3.5 minutes on 2 cores
+    .venv/bin/python benchmarks/run.py --parts layers   # one part: layers, epochs, dataset, memory, emap
     .venv/bin/python benchmarks/run.py --parts models   # an epoch of every baseline, about 5 minutes
     .venv/bin/python benchmarks/run.py --quick          # a smoke run of about a minute
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", nargs="+", default=None,
-                        help="parts to run: layers, epochs, dataset, memory, models "
+                        help="parts to run: layers, epochs, dataset, memory, emap, models "
                              "(default: all but models, which times every baseline)")
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
                         help="training precisions of the epoch benchmark (default: float32 bfloat16)")

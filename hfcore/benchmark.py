@@ -58,6 +58,7 @@ TARGETS = {
     "block_matmul_fraction": ("full-generator block FLOP rate / equal-FLOP matmul rate, h >= 32", 0.50, "min"),
     "build_seconds": ("AV-MNIST build from the raw files (s)", 60.0, "max"),
     "load_seconds": ("AV-MNIST load from the cache (s)", 2.0, "max"),
+    "emap_speedup": ("EMAP pair logits: full model on every pair / encode once, fuse the pairs", 20.0, "min"),
 }
 
 
@@ -414,7 +415,8 @@ class TargetCheck:
 
 
 def check_targets(
-    *, layers: list[dict] | None = None, epochs: list[dict] | None = None, dataset: dict | None = None
+    *, layers: list[dict] | None = None, epochs: list[dict] | None = None, dataset: dict | None = None,
+    emap: list[dict] | None = None,
 ) -> list[TargetCheck]:
     """Compare measurements with ``TARGETS``; a target whose measurement is missing is skipped.
 
@@ -423,6 +425,7 @@ def check_targets(
       precision measured (one check per precision).
     - ``block_matmul_fraction``: the lowest fraction of the full-generator block over the
       measured ``h >= 32``.
+    - ``emap_speedup``: the lowest speed-up of the EMAP pair logits over the models measured.
     """
     checks = []
 
@@ -444,7 +447,42 @@ def check_targets(
     if dataset:
         add("build_seconds", dataset["build_seconds"])
         add("load_seconds", dataset["load_seconds"])
+    if emap:
+        add("emap_speedup", min(row["speedup"] for row in emap))
     return checks
+
+
+# The models whose EMAP gap the analysis notebook reports (HyperFuse, LF, MFM and the best baseline).
+EMAP_MODELS = ("hyperfuse", "lf", "mfm", "gb")
+
+
+def emap_benchmark(models: tuple[str, ...] = EMAP_MODELS, *, samples: int = 48, rounds: int = 3,
+                   progress: bool = True) -> list[dict]:
+    """Time the EMAP pair logits of each model both ways, on ``samples**2`` pairs of random inputs.
+
+    ``hfcore.analysis.pair_logits`` encodes each modality once and runs only the fusion and the
+    head on the pairs; ``pair_logits_full_model`` runs the whole model on every pair. The row
+    gives both times, their ratio and the largest difference between the two results, which
+    must be rounding only. Random weights and inputs of AV-MNIST's shapes: the cost does not
+    depend on what a model has learned.
+    """
+    from .analysis import pair_logits, pair_logits_full_model
+
+    shapes = {"image": (1, 28, 28), "audio": (1, 112, 112)}
+    rows = []
+    for name in tqdm(models, desc="EMAP pairs", disable=not progress):
+        torch.manual_seed(0)
+        model = build_model(name).eval()
+        generator = torch.Generator().manual_seed(0)
+        x_p, x_a = (torch.randn(samples, *shapes[modality], generator=generator) for modality in model.modalities)
+        fast, full = pair_logits(model, x_p, x_a), pair_logits_full_model(model, x_p, x_a)
+        fast_seconds = time_per_call(lambda: pair_logits(model, x_p, x_a), min_seconds=0.05, rounds=rounds, warmup=1)
+        full_seconds = time_per_call(lambda: pair_logits_full_model(model, x_p, x_a), min_seconds=0.05,
+                                     rounds=rounds, warmup=0)
+        rows.append({"model": name, "pairs": samples * samples, "encode_once_seconds": fast_seconds,
+                     "full_model_seconds": full_seconds, "speedup": full_seconds / fast_seconds,
+                     "max_abs_difference": float((fast - full).abs().max())})
+    return rows
 
 
 def machine_description() -> dict:
@@ -529,6 +567,16 @@ def _memory_lines(memory: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _emap_lines(rows: list[dict]) -> list[str]:
+    lines = ["", f"6. EMAP pair logits on {rows[0]['pairs']} pairs: encode each modality once and fuse the pairs, "
+                 "against the full model on every pair",
+             f"{'model':<12}{'encode once (s)':>17}{'full model (s)':>16}{'speed-up':>10}{'max |diff|':>12}"]
+    for row in rows:
+        lines.append(f"{row['model']:<12}{row['encode_once_seconds']:>17.4f}{row['full_model_seconds']:>16.3f}"
+                     f"{row['speedup']:>10.1f}{row['max_abs_difference']:>12.1e}")
+    return lines
+
+
 def _target_lines(targets: list[dict]) -> list[str]:
     lines = ["", "Targets"]
     for check in targets:
@@ -558,6 +606,8 @@ def format_report(results: dict) -> str:
         lines += _dataset_lines(results["dataset"])
     if results.get("memory"):
         lines += _memory_lines(results["memory"])
+    if results.get("emap"):
+        lines += _emap_lines(results["emap"])
     if results.get("models"):
         lines += _model_lines(results["models"])
     if results.get("targets"):
@@ -590,10 +640,10 @@ def plot_layers(rows: list[dict]):
     return fig
 
 
-PARTS = ("layers", "epochs", "dataset", "memory", "models")
+PARTS = ("layers", "epochs", "dataset", "memory", "emap", "models")
 # "models" times an epoch of every model of the baseline comparison (about 5 minutes), so it
 # runs only when asked for.
-DEFAULT_PARTS = ("layers", "epochs", "dataset", "memory")
+DEFAULT_PARTS = ("layers", "epochs", "dataset", "memory", "emap")
 # The configurations of experiments/avmnist_baselines.yaml, in the comparison's order.
 COMPARISON_MODELS = ("hyperfuse", "lf", "lfn", "lmf", "mfm", "gb", "mbt", "mfas", "refnet", "film", "mag",
                      "dynamic_mlp_c", "hyperfuse/I", "hyperfuse/II", "hyperfuse/III", "hyperfuse/IV")
@@ -658,11 +708,13 @@ def run_benchmarks(
         )
     if "memory" in parts:
         results["memory"] = peak_memory(batch_size=8 if quick else 64)
+    if "emap" in parts:
+        results["emap"] = emap_benchmark(samples=8 if quick else 48, rounds=1 if quick else 3, progress=progress)
     # Quick sizes time mostly overhead, so checking targets on them would mislead.
     results["targets"] = [] if quick else [
         {**check.__dict__, "met": check.met}
         for check in check_targets(layers=results.get("layers"), epochs=results.get("epochs"),
-                                   dataset=results.get("dataset"))
+                                   dataset=results.get("dataset"), emap=results.get("emap"))
     ]
     results["wall_seconds"] = round(time.perf_counter() - started, 2)
     return results

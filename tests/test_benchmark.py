@@ -129,6 +129,23 @@ def test_check_targets_worked_example():
     assert checks["load_seconds"].met
 
 
+def test_check_targets_emap_speedup_is_the_slowest_model():
+    emap = [{"model": "lf", "speedup": 35.0}, {"model": "hyperfuse", "speedup": 18.0}]
+    (check,) = check_targets(emap=emap)
+    assert check.name == "emap_speedup"
+    assert check.value == 18.0
+    assert not check.met
+
+
+def test_emap_benchmark_both_ways_agree():
+    rows = benchmark.emap_benchmark(("lf", "hyperfuse"), samples=4, rounds=1, progress=False)
+    assert [row["model"] for row in rows] == ["lf", "hyperfuse"]
+    for row in rows:
+        assert row["pairs"] == 16
+        assert row["max_abs_difference"] < 1e-4  # the same logits, computed two ways
+        assert row["speedup"] == pytest.approx(row["full_model_seconds"] / row["encode_once_seconds"])
+
+
 def test_check_targets_skips_what_was_not_measured():
     assert check_targets() == []
 
@@ -150,13 +167,14 @@ def test_benchmark_script_quick_run_writes_results(fixture_data, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     for heading in ("QUICK RUN", "1. HyperFuse block", "2. AV-MNIST training epoch", "3. AV-MNIST",
-                    "4. Peak tensor memory"):
+                    "4. Peak tensor memory", "6. EMAP pair logits on 64 pairs"):
         assert heading in done.stdout
     # Quick timings are mostly overhead, so the targets are not checked on them.
     assert "Targets" not in done.stdout
     (results_file,) = tmp_path.glob("benchmark-*.json")
     results = json.loads(results_file.read_text())
-    assert {"machine", "layers", "epochs", "dataset", "memory", "targets", "provenance", "wall_seconds"} <= set(results)
+    assert {"machine", "layers", "epochs", "dataset", "memory", "emap", "targets", "provenance",
+            "wall_seconds"} <= set(results)
     assert results["parameters"]["quick"] is True
     assert results["targets"] == []
     assert (tmp_path / "benchmark_layers.png").stat().st_size > 0
