@@ -467,8 +467,8 @@ M3A_COMPARISON = notebook([
         "from hfcore.atomic import atomic_path\n"
         "from hfcore.data.paths import REPO_ROOT\n"
         "from hfcore.m3a.summary import (\n"
-        "    blocks_table, comparison_table, hidden_size_frame, m3a_frame, markdown_table, plot_comparison,\n"
-        "    plot_hidden_size, positions_table, select_hyperfuse,\n"
+        "    blocks_table, comparison_table, difference_table, hidden_size_frame, m3a_frame, markdown_table,\n"
+        "    plot_comparison, plot_hidden_size, positions_table, select_hyperfuse,\n"
         ")\n"
         "from hfcore.summary import save_figure\n\n"
         "if task not in (\"volatility\", \"movement\"):\n"
@@ -490,6 +490,12 @@ M3A_COMPARISON = notebook([
         "save_figure(plot_comparison(frame, task), figure_path)\n"
         "write_table(comparison_table(frame, task), \"comparison.md\")"
     ),
+    new_markdown_cell(
+        "M3ANet + HyperFuse minus M3ANet, paired by seed, with a 95% t interval. An interval that "
+        "contains 0 means the seeds cannot tell the two apart. For MSE a negative difference favours "
+        "HyperFuse; for F1 and MCC a positive one does."
+    ),
+    new_code_cell("write_table(difference_table(frame, task), \"difference.md\")"),
     new_markdown_cell("## Table 12 and Figure 11a: block designs and hidden sizes (seed 0)"),
     new_code_cell(
         "if task == \"volatility\" and (frame[\"model\"] == \"m3anet_hyperfuse\").any():\n"

@@ -430,6 +430,23 @@ def test_comparison_table_mean_std_and_trivial_row():
     assert table.loc["training mean", "MSE_3"] == "0.815"
 
 
+def test_difference_table_pairs_seeds_by_hand():
+    import pandas as pd
+
+    from hfcore.m3a.summary import difference_table
+
+    frame = _summary_frame()
+    # HyperFuse at the selected h=4 on seeds 0 and 1 (0.74 and 0.66 against M3ANet's 0.6 and 0.8).
+    frame = pd.concat([frame, frame.iloc[[1]].assign(seed=1, test_mse=0.66)], ignore_index=True)
+    row = difference_table(frame, "volatility").set_index("metric").loc["MSE_3"]
+    # Differences +0.14 and -0.14: mean 0, std 0.198, half-width t(0.975, 1) * 0.198 / sqrt(2) = 1.779.
+    assert row["seeds"] == 2
+    assert row["difference"] == 0.0
+    assert row["95% low"] == -1.779
+    assert row["95% high"] == 1.779
+    assert row["paper difference"] == -0.02  # 0.75 - 0.77
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 def test_read_call_csv_empty_text_cell(tmp_path):

@@ -137,6 +137,31 @@ def comparison_table(frame: pd.DataFrame, task: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def difference_table(frame: pd.DataFrame, task: str, reference: str = "m3anet") -> pd.DataFrame:
+    """M3ANet + HyperFuse minus ``reference``, paired by seed, per metric and horizon.
+
+    Each row gives the mean seed-by-seed difference of the test metric with its 95% t interval
+    (``hfcore.comparison.paired_difference``) and the paper's difference (Table 4). For MSE a
+    negative difference favours HyperFuse; for F1 and MCC a positive one does.
+    """
+    from ..comparison import paired_difference
+
+    runs = comparison_runs(frame, task)
+    rows = []
+    for metric in TASK_METRICS[task]:
+        for h in HORIZONS:
+            at_h = runs[runs["horizon"] == h]
+            ours = at_h[at_h["model"] == "m3anet_hyperfuse"].set_index("seed")[f"test_{metric}"]
+            theirs = at_h[at_h["model"] == reference].set_index("seed")[f"test_{metric}"]
+            difference = paired_difference(ours, theirs)
+            paper = PAPER_TABLE4["m3anet_hyperfuse"][metric][HORIZONS.index(h)] - PAPER_TABLE4[reference][metric][
+                HORIZONS.index(h)]
+            rows.append({"metric": f"{metric.upper()}_{h}", "seeds": difference["n"],
+                         "difference": round(difference["mean"], 3), "95% low": round(difference["low"], 3),
+                         "95% high": round(difference["high"], 3), "paper difference": round(paper, 2)})
+    return pd.DataFrame(rows)
+
+
 def blocks_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Volatility test MSE per block design at its best hidden size on validation (seed 0), beside Table 12."""
     runs = _hyperfuse_runs(frame)
@@ -239,5 +264,5 @@ def plot_hidden_size(table: pd.DataFrame):
 
 
 __all__ = ["m3a_frame", "select_hyperfuse", "comparison_runs", "comparison_table", "blocks_table",
-           "hidden_size_frame", "hyperfuse_seed_grids", "positions_table", "plot_comparison", "plot_hidden_size", "markdown_table",
+           "hidden_size_frame", "hyperfuse_seed_grids", "difference_table", "positions_table", "plot_comparison", "plot_hidden_size", "markdown_table",
            "PAPER_TABLE4", "PAPER_TABLE12", "PAPER_TABLE13B", "LABELS"]
