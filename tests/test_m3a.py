@@ -447,6 +447,54 @@ def test_difference_table_pairs_seeds_by_hand():
     assert row["paper difference"] == -0.02  # 0.75 - 0.77
 
 
+def test_blocks_table_takes_each_blocks_best_validation_run():
+    from hfcore.m3a.summary import blocks_table
+
+    table = blocks_table(_summary_frame()).set_index("block")
+    assert list(table.index) == ["base", "II", "III"]  # base first
+    assert table.loc["base", "MSE_3"] == "0.740 (h=4)"  # val 0.40 beats h=2's 0.50
+    assert table.loc["III", "MSE_3"] == "0.780 (h=8)"
+    assert table.loc["II", "paper MSE_3"] == "0.742"
+    assert table.loc["base", "MSE_7"] == ""  # no runs at 7 days
+
+
+def test_hidden_size_frame_relative_to_the_best_hidden_size():
+    from hfcore.m3a.summary import hidden_size_frame
+
+    hidden = hidden_size_frame(_summary_frame())  # base block only: h=2 (0.72) and h=4 (0.74)
+    assert list(hidden["hidden_dim"]) == [2, 4]
+    assert list(hidden["relative_error"].round(4)) == [1.0, round(0.74 / 0.72, 4)]
+
+
+def test_positions_table_uses_the_selected_configuration():
+    import pandas as pd
+
+    from hfcore.m3a.summary import positions_table
+
+    base = {"task": "volatility", "horizon": 7, "val_mse": 0.5, "trivial_test_mse": 0.63}
+    rows = [
+        # Selected at 7 days: block II, h=8 (lowest validation MSE on seed 0).
+        {**base, "model": "m3anet_hyperfuse", "seed": 0, "block": "II", "hidden_dim": 8, "primary": "text",
+         "fusion_position": 0, "val_mse": 0.40, "test_mse": 0.55},
+        {**base, "model": "m3anet_hyperfuse", "seed": 0, "block": "base", "hidden_dim": 4, "primary": "text",
+         "fusion_position": 0, "val_mse": 0.45, "test_mse": 0.50},
+        {**base, "model": "m3anet_hyperfuse", "seed": 1, "block": "II", "hidden_dim": 8, "primary": "text",
+         "fusion_position": 0, "test_mse": 0.57},
+        {**base, "model": "m3anet_hyperfuse", "seed": 0, "block": "II", "hidden_dim": 8, "primary": "audio",
+         "fusion_position": 1, "test_mse": 0.60},
+        {**base, "model": "m3anet_hyperfuse", "seed": 0, "block": "base", "hidden_dim": 8, "primary": "audio",
+         "fusion_position": 1, "test_mse": 0.90},  # another block: left out
+        {**base, "model": "text_only", "seed": 0, "block": None, "hidden_dim": None, "primary": None,
+         "fusion_position": None, "test_mse": 0.62},
+    ]
+    table = positions_table(pd.DataFrame(rows)).set_index("fusion position")
+    assert table.loc[0, "text primary"] == "0.560 ± 0.014"  # 0.55 and 0.57
+    assert table.loc[1, "audio primary"] == "0.600 (1 seed)"
+    assert table.loc[1, "text primary"] == ""
+    assert table.loc["unimodal", "text primary"] == "0.620 (1 seed)"
+    assert table.loc[0, "paper (text)"] == "0.53 (0.04)"
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 def test_read_call_csv_empty_text_cell(tmp_path):

@@ -167,7 +167,8 @@ def blocks_table(frame: pd.DataFrame) -> pd.DataFrame:
     runs = _hyperfuse_runs(frame)
     runs = runs[(runs["task"] == "volatility") & (runs["seed"] == 0)]
     rows = []
-    for block, group in runs.groupby("block"):
+    for block in sorted(runs["block"].unique(), key=lambda name: (name != "base", name)):  # base first
+        group = runs[runs["block"] == block]
         row = {"block": block}
         for h in HORIZONS:
             at = group[group["horizon"] == h].sort_values(["val_mse", "hidden_dim"])
@@ -191,19 +192,24 @@ def hidden_size_frame(frame: pd.DataFrame, task: str = "volatility") -> pd.DataF
 
 
 def positions_table(frame: pd.DataFrame, horizon: int = 7) -> pd.DataFrame:
-    """Volatility MSE at ``horizon`` by primary modality and fusion position, and the unimodal models (Table 13b)."""
+    """Volatility MSE at ``horizon`` by primary modality and fusion position, and the unimodal models (Table 13b).
+
+    Every HyperFuse cell uses the block design and hidden size selected for ``horizon`` on
+    validation (``select_hyperfuse``), so the cells differ only in position and primary modality.
+    """
     vol = frame[(frame["task"] == "volatility") & (frame["horizon"] == horizon)]
+    selected = select_hyperfuse(frame[frame["task"] == "volatility"], "volatility").get(horizon)
     rows = []
     for position in (0, 1, "unimodal"):
         row = {"fusion position": position}
         for primary in ("text", "audio"):
             if position == "unimodal":
                 runs = vol[vol["model"] == f"{primary}_only"]
+            elif selected is None:
+                runs = vol.iloc[:0]
             else:
                 runs = _hyperfuse_runs(vol, primary, position)
-                runs = runs[runs["block"] == "base"]
-                if runs["hidden_dim"].nunique() > 1:  # the 5-seed runs share one hidden size; keep it
-                    runs = runs[runs["hidden_dim"] == runs.groupby("hidden_dim")["seed"].nunique().idxmax()]
+                runs = runs[(runs["block"] == selected[0]) & (runs["hidden_dim"] == selected[1])]
             paper = PAPER_TABLE13B[(primary, position)]
             row[f"{primary} primary"] = _cell(runs["test_mse"], 3)
             row[f"paper ({primary})"] = f"{paper[0]:.2f} ({paper[1]:.2f})"
