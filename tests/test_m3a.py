@@ -414,9 +414,9 @@ def test_select_hyperfuse_lowest_validation_loss_ties_to_smaller_h():
 
     frame = _summary_frame()
     assert select_hyperfuse(frame, "volatility") == {3: ("base", 4)}  # 0.40 at h=4 and h=8: the smaller
-    grids = hyperfuse_seed_grids(frame, "volatility", 0.001, seeds=(1,))
-    assert grids == [{"model": ["m3anet_hyperfuse"], "task": ["volatility"], "lr": [0.001], "horizon": [3],
-                      "block": ["base"], "hidden_dim": [4], "seed": [1]}]
+    grids = hyperfuse_seed_grids(frame, "volatility", seeds=(1,))
+    assert grids == [{"model": ["m3anet_hyperfuse"], "horizon": [3], "block": ["base"], "hidden_dim": [4],
+                      "seed": [1]}]
 
 
 def test_comparison_table_mean_std_and_trivial_row():

@@ -81,14 +81,18 @@ def select_hyperfuse(frame: pd.DataFrame, task: str) -> dict[int, tuple[str, int
     return selection
 
 
-def hyperfuse_seed_grids(frame: pd.DataFrame, task: str, lr: float,
+def hyperfuse_seed_grids(frame: pd.DataFrame, task: str,
                          seeds: tuple[int, ...] = (1, 2, 3, 4)) -> list[dict[str, list]]:
-    """Return the spec ``grids`` entries that run ``seeds`` at each horizon's selected configuration."""
+    """Return the spec ``grids`` entries that run ``seeds`` at each horizon's selected configuration.
+
+    One entry per seed and horizon, seed-major, so that a grid cut short stays balanced. The
+    task and learning rate are the spec's shared parameters, so the entries leave them out.
+    """
     entries = []
     for seed in seeds:
         for horizon, (block, hidden) in sorted(select_hyperfuse(frame, task).items()):
-            entries.append({"model": ["m3anet_hyperfuse"], "task": [task], "lr": [lr], "horizon": [horizon],
-                            "block": [block], "hidden_dim": [hidden], "seed": [seed]})
+            entries.append({"model": ["m3anet_hyperfuse"], "horizon": [horizon], "block": [block],
+                            "hidden_dim": [hidden], "seed": [seed]})
     return entries
 
 
