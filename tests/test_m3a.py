@@ -458,7 +458,7 @@ def test_blocks_table_takes_each_blocks_best_validation_run():
     assert table.loc["base", "MSE_7"] == ""  # no runs at 7 days
 
 
-def test_hidden_size_frame_relative_to_the_best_hidden_size():
+def test_hidden_size_frame_relative_error():
     from hfcore.m3a.summary import hidden_size_frame
 
     hidden = hidden_size_frame(_summary_frame())  # base block only: h=2 (0.72) and h=4 (0.74)
