@@ -62,6 +62,10 @@ TARGETS = {
 }
 
 
+# One AV-MNIST sample of each modality: a 28x28 digit and a 112x112 spectrogram, one channel each.
+INPUT_SHAPES = {"image": (1, 28, 28), "audio": (1, 112, 112)}
+
+
 def time_per_call(
     fn: Callable[[], object],
     *,
@@ -373,14 +377,13 @@ def peak_memory(
     optimiser state, the batch and the activations kept for the backward pass.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    shapes = {"image": (1, 28, 28), "audio": (1, 112, 112)}
     figures = {}
     for name in models:
         torch.manual_seed(0)
         model = build_model(name).to(device).to(memory_format=torch.channels_last)
         step = _training_step(model, torch.optim.Adam(model.parameters(), lr=1e-3), precision)
         inputs = {
-            modality: torch.randn(batch_size, *shapes[modality], device=device).contiguous(
+            modality: torch.randn(batch_size, *INPUT_SHAPES[modality], device=device).contiguous(
                 memory_format=torch.channels_last)
             for modality in model.modalities
         }
@@ -461,20 +464,19 @@ def emap_benchmark(models: tuple[str, ...] = EMAP_MODELS, *, samples: int = 48, 
     """Time the EMAP pair logits of each model both ways, on ``samples**2`` pairs of random inputs.
 
     ``hfcore.analysis.pair_logits`` encodes each modality once and runs only the fusion and the
-    head on the pairs; ``pair_logits_full_model`` runs the whole model on every pair. The row
-    gives both times, their ratio and the largest difference between the two results, which
-    must be rounding only. Random weights and inputs of AV-MNIST's shapes: the cost does not
-    depend on what a model has learned.
+    head on the pairs, while ``pair_logits_full_model`` runs the whole model on every pair. Each
+    row gives both times, their ratio and the largest difference between the two results, which
+    must be rounding only. Weights and inputs are random, because the cost does not depend on
+    what a model has learned.
     """
     from .analysis import pair_logits, pair_logits_full_model
 
-    shapes = {"image": (1, 28, 28), "audio": (1, 112, 112)}
     rows = []
     for name in tqdm(models, desc="EMAP pairs", disable=not progress):
         torch.manual_seed(0)
         model = build_model(name).eval()
         generator = torch.Generator().manual_seed(0)
-        x_p, x_a = (torch.randn(samples, *shapes[modality], generator=generator) for modality in model.modalities)
+        x_p, x_a = (torch.randn(samples, *INPUT_SHAPES[modality], generator=generator) for modality in model.modalities)
         fast, full = pair_logits(model, x_p, x_a), pair_logits_full_model(model, x_p, x_a)
         fast_seconds = time_per_call(lambda: pair_logits(model, x_p, x_a), min_seconds=0.05, rounds=rounds, warmup=1)
         full_seconds = time_per_call(lambda: pair_logits_full_model(model, x_p, x_a), min_seconds=0.05,
