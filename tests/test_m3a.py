@@ -466,6 +466,21 @@ def test_hidden_size_frame_relative_error():
     assert list(hidden["relative_error"].round(4)) == [1.0, round(0.74 / 0.72, 4)]
 
 
+def test_plot_hidden_size_names_the_tasks_error_and_rejects_an_unknown_task():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from hfcore.m3a.summary import hidden_size_frame, plot_hidden_size
+
+    hidden = hidden_size_frame(_summary_frame())
+    ax = plot_hidden_size(hidden, "movement").axes[0]
+    assert ax.get_ylabel() == "relative error (test error rate / best)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "4"]
+    assert plot_hidden_size(hidden).axes[0].get_ylabel() == "relative error (test MSE / best)"
+    with pytest.raises(ValueError, match="'price'"):
+        plot_hidden_size(hidden, "price")
+
+
 def test_positions_table_uses_the_selected_configuration():
     import pandas as pd
 

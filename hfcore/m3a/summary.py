@@ -257,17 +257,25 @@ def plot_comparison(frame: pd.DataFrame, task: str):
     return fig
 
 
-def plot_hidden_size(table: pd.DataFrame):
-    """Relative error against the hidden size h, one line per horizon (paper Figure 11a)."""
+def plot_hidden_size(table: pd.DataFrame, task: str = "volatility"):
+    """Relative error against the hidden size h, one line per horizon (paper Figure 11a).
+
+    ``table`` is ``hidden_size_frame(frame, task)``; ``task`` only names the error on the axis.
+    """
     import matplotlib.pyplot as plt
 
+    if task not in TASK_METRICS:
+        raise ValueError(f"task must be one of {sorted(TASK_METRICS)}, got {task!r}")
+    error = "test MSE" if task == "volatility" else "test error rate"
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     for horizon, rows in table.groupby("horizon"):
         ax.plot(rows["hidden_dim"], rows["relative_error"], marker="o", label=f"τ = {horizon} days")
     ax.set_xscale("log", base=2)
+    sizes = sorted(table["hidden_dim"].unique())
+    ax.set_xticks(sizes, [f"{h:g}" for h in sizes])
     ax.set_xlabel("hidden size h")
-    ax.set_ylabel("relative error (test MSE / best)")
-    ax.set_title("M3A volatility: M3ANet + HyperFuse, seed 0")
+    ax.set_ylabel(f"relative error ({error} / best)")
+    ax.set_title(f"M3A {task}: M3ANet + HyperFuse, seed 0")
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig
