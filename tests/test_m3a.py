@@ -466,7 +466,7 @@ def test_hidden_size_frame_relative_error():
     assert list(hidden["relative_error"].round(4)) == [1.0, round(0.74 / 0.72, 4)]
 
 
-def test_plot_hidden_size_names_the_tasks_error_and_rejects_an_unknown_task():
+def test_plot_hidden_size_task_labels():
     import matplotlib
 
     matplotlib.use("Agg", force=True)

@@ -258,7 +258,7 @@ def plot_comparison(frame: pd.DataFrame, task: str):
 
 
 def plot_hidden_size(table: pd.DataFrame, task: str = "volatility"):
-    """Relative error against the hidden size h, one line per horizon (paper Figure 11a).
+    """Plot the relative error against the hidden size h, one line per horizon (paper Figure 11a).
 
     ``table`` is ``hidden_size_frame(frame, task)``; ``task`` only names the error on the axis.
     """
