@@ -498,8 +498,8 @@ M3A_COMPARISON = notebook([
     new_code_cell("write_table(difference_table(frame, task), \"difference.md\")"),
     new_markdown_cell(
         "## Figure 11a and Table 12: hidden sizes and block designs (seed 0)\n\n"
-        "The base block's test error at each hidden size relative to the best, for either task; "
-        "the block designs for volatility, the only task on which the paper compares them."
+        "The base block's test error at each hidden size, relative to the best size, for either task. "
+        "The block designs are compared for volatility only, as in the paper."
     ),
     new_code_cell(
         "if (frame[\"model\"] == \"m3anet_hyperfuse\").any():\n"

@@ -470,13 +470,19 @@ def test_plot_hidden_size_task_labels():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
     from hfcore.m3a.summary import hidden_size_frame, plot_hidden_size
 
     hidden = hidden_size_frame(_summary_frame())
-    ax = plot_hidden_size(hidden, "movement").axes[0]
+    movement = plot_hidden_size(hidden, "movement")
+    ax = movement.axes[0]
     assert ax.get_ylabel() == "relative error (test error rate / best)"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "4"]
-    assert plot_hidden_size(hidden).axes[0].get_ylabel() == "relative error (test MSE / best)"
+    volatility = plot_hidden_size(hidden)
+    assert volatility.axes[0].get_ylabel() == "relative error (test MSE / best)"
+    plt.close(movement)
+    plt.close(volatility)
     with pytest.raises(ValueError, match="'price'"):
         plot_hidden_size(hidden, "price")
 

@@ -260,12 +260,13 @@ def plot_comparison(frame: pd.DataFrame, task: str):
 def plot_hidden_size(table: pd.DataFrame, task: str = "volatility"):
     """Plot the relative error against the hidden size h, one line per horizon (paper Figure 11a).
 
-    ``table`` is ``hidden_size_frame(frame, task)``; ``task`` only names the error on the axis.
+    ``table`` comes from ``hidden_size_frame(frame, task)``. The ``task`` argument only names the
+    error on the y axis: MSE for volatility, the error rate for movement.
     """
     import matplotlib.pyplot as plt
 
     if task not in TASK_METRICS:
-        raise ValueError(f"task must be one of {sorted(TASK_METRICS)}, got {task!r}")
+        raise ValueError(f"invalid task {task!r}: use one of {sorted(TASK_METRICS)}")
     error = "test MSE" if task == "volatility" else "test error rate"
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     for horizon, rows in table.groupby("horizon"):
