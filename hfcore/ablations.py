@@ -46,27 +46,76 @@ def mean_std(frame: pd.DataFrame, by: list[str], value: str = "test_accuracy") -
     return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "seeds": grouped.count()}).reset_index()
 
 
-def plot_data_efficiency(frame: pd.DataFrame, labels: dict | None = None):
-    """Plot mean test accuracy against the training fraction per model, with a ±1 std band."""
+def fraction_differences(frame: pd.DataFrame, model: str = "hyperfuse", reference: str = "gb",
+                         confidence: float = 0.95) -> pd.DataFrame:
+    """Return, per training fraction, the test-accuracy difference ``model - reference`` paired by seed.
+
+    A fraction's subset of the training split depends on the seed only, so both models of one
+    seed saw the same images and the difference is paired. Columns: ``train_fraction``,
+    ``seeds`` (seeds run by both), ``difference`` (mean, points) and ``low``/``high`` (t
+    interval; NaN with fewer than two shared seeds).
+    """
+    from .comparison import paired_difference
+
+    present = sorted(frame["model"].unique())
+    missing = [name for name in (model, reference) if name not in present]
+    if missing:
+        raise ValueError(f"models {missing} not found in the runs, which contain {present}. "
+                         "Pass model= and reference= from those, or run the missing grid points first.")
+    rows = []
+    for fraction, runs in frame.groupby("train_fraction"):
+        accuracy = {name: runs[runs["model"] == name].set_index("seed")["test_accuracy"] for name in (model, reference)}
+        result = paired_difference(accuracy[model], accuracy[reference], confidence)
+        rows.append({"train_fraction": fraction, "seeds": result["n"], "difference": result["mean"],
+                     "low": result["low"], "high": result["high"]})
+    return pd.DataFrame(rows)
+
+
+def plot_data_efficiency(frame: pd.DataFrame, labels: dict | None = None, difference: tuple[str, str] | None = None):
+    """Plot mean test accuracy against the training fraction per model, with a ±1 std band.
+
+    With ``difference=(model, reference)`` a second panel shows their seed-paired accuracy
+    difference per fraction with its 95% t interval (``fraction_differences``).
+    """
     import matplotlib.pyplot as plt
 
+    labels = labels or {}
     table = mean_std(frame, ["model", "train_fraction"])
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fractions = sorted(table["train_fraction"].unique())
+    ticks = ([100 * f for f in fractions], [f"{100 * f:g}%" for f in fractions])
+    panels = 2 if difference else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.8), squeeze=False)
+    ax = axes[0, 0]
     for index, (model, rows) in enumerate(table.groupby("model")):
         rows = rows.sort_values("train_fraction")
         colour = f"C{index}"
         x = 100 * rows["train_fraction"]
-        ax.plot(x, rows["mean"], marker="o", color=colour, label=(labels or {}).get(model, model))
+        ax.plot(x, rows["mean"], marker="o", color=colour, label=labels.get(model, model))
         ax.fill_between(x, rows["mean"] - rows["std"].fillna(0), rows["mean"] + rows["std"].fillna(0),
                         color=colour, alpha=0.2)
     ax.set_xscale("log")
-    fractions = sorted(table["train_fraction"].unique())
-    ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}%" for f in fractions])
+    ax.set_xticks(*ticks)
     ax.set_xlabel("share of the training split")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("AV-MNIST: accuracy against training data")
     ax.legend(frameon=False)
     ax.grid(alpha=0.3)
+    if difference:
+        model, reference = difference
+        diffs = fraction_differences(frame, model, reference)
+        ax = axes[0, 1]
+        x = 100 * diffs["train_fraction"]
+        below = (diffs["difference"] - diffs["low"]).fillna(0)
+        above = (diffs["high"] - diffs["difference"]).fillna(0)
+        ax.errorbar(x, diffs["difference"], yerr=[below, above], marker="o", capsize=3, color="C3")
+        ax.axhline(0.0, color="0.6", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xticks(*ticks)
+        ax.set_xlabel("share of the training split")
+        ax.set_ylabel("accuracy difference (points)")
+        ax.set_title(f"{labels.get(model, model)} minus {labels.get(reference, reference)}\n(paired by seed, 95% CI)",
+                     fontsize=10)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

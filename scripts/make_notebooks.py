@@ -345,8 +345,8 @@ ABLATIONS = notebook([
     new_code_cell(
         "from pathlib import Path\n\n"
         "from hfcore.ablations import (\n"
-        "    markdown_table, mean_std, plot_data_efficiency, plot_hidden_size, position_table, relative_error_table,\n"
-        "    runs_frame,\n"
+        "    fraction_differences, markdown_table, mean_std, plot_data_efficiency, plot_hidden_size, position_table,\n"
+        "    relative_error_table, runs_frame,\n"
         ")\n"
         "from hfcore.atomic import atomic_path\n"
         "from hfcore.comparison import LABELS\n"
@@ -367,7 +367,10 @@ ABLATIONS = notebook([
     new_code_cell(
         "if kind == \"data_efficiency\":\n"
         "    table = write_table(mean_std(frame, [\"model\", \"train_fraction\"]).round(2), \"data_efficiency.md\")\n"
-        "    save_figure(plot_data_efficiency(frame, LABELS), figure_path)\n"
+        "    pair = (\"hyperfuse\", \"gb\") if {\"hyperfuse\", \"gb\"} <= set(frame[\"model\"]) else None\n"
+        "    if pair:\n"
+        "        write_table(fraction_differences(frame, *pair).round(2), \"data_efficiency_difference.md\")\n"
+        "    save_figure(plot_data_efficiency(frame, LABELS, difference=pair), figure_path)\n"
         "elif kind == \"hidden_dim\":\n"
         "    single = frame[frame[\"num_blocks\"] == 1]\n"
         "    at_64 = frame[frame[\"hidden_dim\"] == 64]\n"

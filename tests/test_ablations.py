@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from hfcore.ablations import (
+    fraction_differences,
     mean_std,
     plot_data_efficiency,
     plot_hidden_size,
@@ -57,6 +58,47 @@ def test_runs_frame_and_figures(tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="no results files"):
         runs_frame(empty)
+
+
+def _fraction_frame(rows):
+    return pd.DataFrame(rows, columns=["model", "train_fraction", "seed", "test_accuracy"])
+
+
+def test_fraction_differences_worked_example():
+    # 10%: HyperFuse 60, 62, 64 against GB 58, 58, 58 -> differences 2, 4, 6: mean 4, std 2,
+    # t(0.975, 2) = 4.302653, half width 4.302653 * 2 / sqrt(3) = 4.96828.
+    # 100%: differences 1, 1, 1 -> interval [1, 1]; GB's seed 3 has no HyperFuse partner and is left out.
+    rows = [("hyperfuse", 0.1, s, a) for s, a in zip((0, 1, 2), (60, 62, 64))]
+    rows += [("gb", 0.1, s, 58) for s in (0, 1, 2)]
+    rows += [("hyperfuse", 1.0, s, 71 + s) for s in (0, 1, 2)]
+    rows += [("gb", 1.0, s, 70 + s) for s in (0, 1, 2, 3)]
+    table = fraction_differences(_fraction_frame(rows)).set_index("train_fraction")
+    assert table.loc[0.1, "seeds"] == 3
+    assert table.loc[0.1, "difference"] == pytest.approx(4.0)
+    assert table.loc[0.1, "low"] == pytest.approx(4 - 4.96828, abs=1e-4)
+    assert table.loc[0.1, "high"] == pytest.approx(4 + 4.96828, abs=1e-4)
+    assert table.loc[1.0, "seeds"] == 3
+    assert table.loc[1.0, "difference"] == pytest.approx(1.0)
+    assert table.loc[1.0, "low"] == pytest.approx(1.0)
+    assert table.loc[1.0, "high"] == pytest.approx(1.0)
+
+
+def test_fraction_differences_missing_model():
+    frame = _fraction_frame([("hyperfuse", 0.1, 0, 60.0)])
+    with pytest.raises(ValueError, match=r"\['gb'\] not found.*\['hyperfuse'\]"):
+        fraction_differences(frame)
+
+
+def test_data_efficiency_figure_difference_panel():
+    rows = [(m, f, s, 50 + 10 * f + s + (2 if m == "hyperfuse" else 0))
+            for m in ("hyperfuse", "gb") for f in (0.05, 1.0) for s in (0, 1)]
+    fig = plot_data_efficiency(_fraction_frame(rows), difference=("hyperfuse", "gb"))
+    assert len(fig.axes) == 2
+    line = fig.axes[1].lines[0]
+    assert list(line.get_ydata()) == pytest.approx([2.0, 2.0])
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def test_markdown_table():
