@@ -224,7 +224,7 @@ ANALYSIS = notebook([
         "from hfcore.data.avmnist import load_avmnist\n"
         "from hfcore.data.paths import REPO_ROOT\n"
         "from hfcore.summary import save_figure\n\n"
-        "runs_dir = Path(runs_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"baselines\" / \"runs\")\n"
+        "runs_dir = Path(runs_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"analysis\" / \"models\" / \"runs\")\n"
         "output_dir = Path(output_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"analysis\")\n"
         "figures = REPO_ROOT / \"figures\"\n"
         "corruption_figure = Path(corruption_figure or figures / \"avmnist_corruption.png\")\n"
@@ -271,7 +271,7 @@ WEIGHTS = notebook([
     ),
     parameters(
         "run_name = None             # a HyperFuse run in runs_dir (None: seed 0 at the chosen learning rate)\n"
-        "runs_dir = None             # results files (None: results/avmnist/baselines/runs)\n"
+        "runs_dir = None             # results files (None: results/avmnist/analysis/models/runs)\n"
         "checkpoint_dir = None       # weights of the runs (None: checkpoints/)\n"
         "data_dir = None             # folder with mnist/ and fsdd/ (None: HYPERFUSE_DATA or ../shared/data)\n"
         "cache_dir = None            # built datasets (None: HYPERFUSE_CACHE or cache/)\n"
@@ -289,7 +289,7 @@ WEIGHTS = notebook([
         "from hfcore.data.paths import REPO_ROOT\n"
         "from hfcore.results import read_results\n"
         "from hfcore.summary import save_figure\n\n"
-        "runs_dir = Path(runs_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"baselines\" / \"runs\")\n"
+        "runs_dir = Path(runs_dir or REPO_ROOT / \"results\" / \"avmnist\" / \"analysis\" / \"models\" / \"runs\")\n"
         "figure_path = Path(figure_path or REPO_ROOT / \"figures\" / \"avmnist_generated_weights.png\")\n"
         "records = {r[\"run_name\"]: r for r in read_results(runs_dir)}\n"
         "if run_name is None:\n"
