@@ -53,7 +53,9 @@ def fraction_differences(frame: pd.DataFrame, model: str = "hyperfuse", referenc
     A fraction's subset of the training split depends on the seed only, so both models of one
     seed saw the same images and the difference is paired. Columns: ``train_fraction``,
     ``seeds`` (seeds run by both), ``difference`` (mean, points) and ``low``/``high`` (t
-    interval; NaN with fewer than two shared seeds).
+    interval, NaN with fewer than two shared seeds). Runs without a test accuracy are left out.
+    Two runs of one model with the same seed and fraction raise ValueError, because pairing
+    them would count that seed twice.
     """
     from .comparison import paired_difference
 
@@ -64,18 +66,63 @@ def fraction_differences(frame: pd.DataFrame, model: str = "hyperfuse", referenc
                          "Pass model= and reference= from those, or run the missing grid points first.")
     rows = []
     for fraction, runs in frame.groupby("train_fraction"):
-        accuracy = {name: runs[runs["model"] == name].set_index("seed")["test_accuracy"] for name in (model, reference)}
+        accuracy = {}
+        for name in (model, reference):
+            scored = runs[(runs["model"] == name) & runs["test_accuracy"].notna()]
+            repeated = sorted(scored.loc[scored["seed"].duplicated(), "seed"].unique().tolist())
+            if repeated:
+                raise ValueError(f"{name} has more than one run with seeds {repeated} at training fraction {fraction}. "
+                                 "Keep one results file per seed and fraction in the runs folder.")
+            accuracy[name] = scored.set_index("seed")["test_accuracy"]
         result = paired_difference(accuracy[model], accuracy[reference], confidence)
         rows.append({"train_fraction": fraction, "seeds": result["n"], "difference": result["mean"],
                      "low": result["low"], "high": result["high"]})
     return pd.DataFrame(rows)
 
 
+def fraction_trend(frame: pd.DataFrame, model: str = "hyperfuse", reference: str = "gb",
+                   confidence: float = 0.95) -> dict:
+    """Summarise how the seed-paired difference ``model - reference`` changes with the training fraction.
+
+    Only seeds that both models ran at every fraction count. The returned dict contains
+    ``seeds``, ``fractions`` and two summaries:
+
+    - ``contrast``: the difference at the smallest fraction minus that at the largest, averaged
+      over seeds, with a t interval (``contrast_low``, ``contrast_high``).
+    - ``slope``: the least-squares slope of the difference against log10 of the fraction, fitted
+      per seed and averaged (points per tenfold more data). ``slope_t`` and ``slope_p`` come from
+      a two-sided one-sample t test of the per-seed slopes against 0.
+    """
+    from scipy import stats
+
+    table = fraction_differences(frame, model, reference, confidence)  # validates models and seeds
+    differences = {}
+    for name in (model, reference):
+        scored = frame[(frame["model"] == name) & frame["test_accuracy"].notna()]
+        differences[name] = scored.pivot(index="seed", columns="train_fraction", values="test_accuracy")
+    by_seed = (differences[model] - differences[reference]).dropna()
+    fractions = sorted(table["train_fraction"])
+    if len(fractions) < 2 or len(by_seed) < 2:
+        raise ValueError(f"a trend needs at least 2 fractions and 2 seeds run by both models at every fraction, "
+                         f"got fractions {fractions} and seeds {sorted(by_seed.index)}. Run the missing grid points.")
+    by_seed = by_seed[fractions]
+    contrast = (by_seed[fractions[0]] - by_seed[fractions[-1]]).to_numpy(dtype=float)
+    n = len(contrast)
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * contrast.std(ddof=1) / np.sqrt(n)
+    x = np.log10(np.asarray(fractions, dtype=float))
+    slopes = np.array([np.polyfit(x, row, 1)[0] for row in by_seed.to_numpy(dtype=float)])
+    test = stats.ttest_1samp(slopes, 0.0)
+    return {"seeds": n, "fractions": fractions, "contrast": float(contrast.mean()),
+            "contrast_low": float(contrast.mean() - half), "contrast_high": float(contrast.mean() + half),
+            "slope": float(slopes.mean()), "slope_t": float(test.statistic), "slope_p": float(test.pvalue)}
+
+
 def plot_data_efficiency(frame: pd.DataFrame, labels: dict | None = None, difference: tuple[str, str] | None = None):
     """Plot mean test accuracy against the training fraction per model, with a ±1 std band.
 
     With ``difference=(model, reference)`` a second panel shows their seed-paired accuracy
-    difference per fraction with its 95% t interval (``fraction_differences``).
+    difference per fraction with its 95% t interval (``fraction_differences``). A fraction with
+    fewer than two shared seeds has no interval and gets a hollow marker.
     """
     import matplotlib.pyplot as plt
 
@@ -105,9 +152,15 @@ def plot_data_efficiency(frame: pd.DataFrame, labels: dict | None = None, differ
         diffs = fraction_differences(frame, model, reference)
         ax = axes[0, 1]
         x = 100 * diffs["train_fraction"]
-        below = (diffs["difference"] - diffs["low"]).fillna(0)
-        above = (diffs["high"] - diffs["difference"]).fillna(0)
+        below = diffs["difference"] - diffs["low"]
+        above = diffs["high"] - diffs["difference"]
         ax.errorbar(x, diffs["difference"], yerr=[below, above], marker="o", capsize=3, color="C3")
+        single = diffs["low"].isna()
+        if single.any():
+            # Fractions with fewer than two shared seeds have no interval: hollow markers, not zero-length bars.
+            ax.plot(x[single], diffs["difference"][single], linestyle="none", marker="o", color="C3",
+                    markerfacecolor="white", label="fewer than 2 seeds: no interval")
+            ax.legend(frameon=False, fontsize=8)
         ax.axhline(0.0, color="0.6", linewidth=1)
         ax.set_xscale("log")
         ax.set_xticks(*ticks)

@@ -7,6 +7,7 @@ import pytest
 
 from hfcore.ablations import (
     fraction_differences,
+    fraction_trend,
     mean_std,
     plot_data_efficiency,
     plot_hidden_size,
@@ -67,11 +68,12 @@ def _fraction_frame(rows):
 def test_fraction_differences_worked_example():
     # 10%: HyperFuse 60, 62, 64 against GB 58, 58, 58 -> differences 2, 4, 6: mean 4, std 2,
     # t(0.975, 2) = 4.302653, half width 4.302653 * 2 / sqrt(3) = 4.96828.
-    # 100%: differences 1, 1, 1 -> interval [1, 1]; GB's seed 3 has no HyperFuse partner and is left out.
+    # 100%: differences 1, 1, 1 -> interval [1, 1]. GB's seed 3 has no HyperFuse partner and is left out.
+    # GB's rows come in another seed order, so the test fails unless runs are matched by seed.
     rows = [("hyperfuse", 0.1, s, a) for s, a in zip((0, 1, 2), (60, 62, 64))]
-    rows += [("gb", 0.1, s, 58) for s in (0, 1, 2)]
+    rows += [("gb", 0.1, s, 58) for s in (2, 0, 1)]
     rows += [("hyperfuse", 1.0, s, 71 + s) for s in (0, 1, 2)]
-    rows += [("gb", 1.0, s, 70 + s) for s in (0, 1, 2, 3)]
+    rows += [("gb", 1.0, s, 70 + s) for s in (3, 2, 1, 0)]
     table = fraction_differences(_fraction_frame(rows)).set_index("train_fraction")
     assert table.loc[0.1, "seeds"] == 3
     assert table.loc[0.1, "difference"] == pytest.approx(4.0)
@@ -89,13 +91,32 @@ def test_fraction_differences_missing_model():
         fraction_differences(frame)
 
 
+def test_fraction_differences_repeated_seed():
+    frame = _fraction_frame([("hyperfuse", 0.1, 0, 60.0), ("hyperfuse", 0.1, 0, 50.0), ("gb", 0.1, 0, 58.0)])
+    with pytest.raises(ValueError, match=r"hyperfuse has more than one run with seeds \[0\] at training fraction 0.1"):
+        fraction_differences(frame)
+
+
+def test_fraction_differences_skips_missing_accuracy():
+    rows = [("hyperfuse", 0.1, 0, 60.0), ("hyperfuse", 0.1, 1, float("nan")), ("hyperfuse", 0.1, 2, 64.0)]
+    rows += [("gb", 0.1, s, 58.0) for s in (0, 1, 2)]
+    table = fraction_differences(_fraction_frame(rows))
+    assert table.loc[0, "seeds"] == 2
+    assert table.loc[0, "difference"] == pytest.approx(4.0)
+
+
 def test_data_efficiency_figure_difference_panel():
-    rows = [(m, f, s, 50 + 10 * f + s + (2 if m == "hyperfuse" else 0))
+    # HyperFuse leads by 1 and 3 points on seeds 0 and 1 at both fractions: mean 2, std sqrt(2),
+    # t(0.975, 1) = 12.7062, half width 12.7062 * sqrt(2) / sqrt(2) = 12.7062.
+    rows = [(m, f, s, 50 + 10 * f + s + ((1 + 2 * s) if m == "hyperfuse" else 0))
             for m in ("hyperfuse", "gb") for f in (0.05, 1.0) for s in (0, 1)]
     fig = plot_data_efficiency(_fraction_frame(rows), difference=("hyperfuse", "gb"))
     assert len(fig.axes) == 2
     line = fig.axes[1].lines[0]
     assert list(line.get_ydata()) == pytest.approx([2.0, 2.0])
+    bar = fig.axes[1].collections[0].get_segments()[0]
+    assert bar[0][1] == pytest.approx(2 - 12.7062, abs=1e-3)
+    assert bar[1][1] == pytest.approx(2 + 12.7062, abs=1e-3)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -106,3 +127,41 @@ def test_markdown_table():
 
     table = pd.DataFrame({"h": [8, 64], "mean": [70.5, None]})
     assert markdown_table(table) == "| h | mean |\n| --- | --- |\n| 8 | 70.5 |\n| 64 |  |"
+
+
+def test_data_efficiency_figure_single_seed():
+    rows = [("hyperfuse", 0.05, 0, 55.0), ("gb", 0.05, 0, 50.0), ("hyperfuse", 1.0, 0, 70.0), ("gb", 1.0, 0, 72.0)]
+    fig = plot_data_efficiency(_fraction_frame(rows), difference=("hyperfuse", "gb"))
+    hollow = [line for line in fig.axes[1].lines if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1
+    assert list(hollow[0].get_ydata()) == pytest.approx([5.0, -2.0])
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_fraction_trend_worked_example():
+    # Differences at 10% and 100% (log10 -1 and 0): seed 0 5 and 1, seed 1 3 and 1, seed 2 4 and 1.
+    # Contrasts 4, 2, 3: mean 3, std 1, half width 4.302653 / sqrt(3) = 2.48414.
+    # Slopes -4, -2, -3: mean -3, t = -3 / (1 / sqrt(3)) = -5.19615, and with 2 degrees of freedom
+    # the two-sided p is 1 - |t| / sqrt(t^2 + 2) = 0.035099.
+    rows = []
+    for seed, (low, high) in enumerate(((5, 1), (3, 1), (4, 1))):
+        rows += [("gb", 0.1, seed, 50.0), ("gb", 1.0, seed, 70.0)]
+        rows += [("hyperfuse", 0.1, seed, 50.0 + low), ("hyperfuse", 1.0, seed, 70.0 + high)]
+    rows.append(("gb", 0.1, 3, 49.0))  # seed 3 has no HyperFuse runs and no 100% run, so it is left out
+    trend = fraction_trend(_fraction_frame(rows))
+    assert trend["seeds"] == 3
+    assert trend["fractions"] == [0.1, 1.0]
+    assert trend["contrast"] == pytest.approx(3.0)
+    assert trend["contrast_low"] == pytest.approx(3 - 2.48414, abs=1e-4)
+    assert trend["contrast_high"] == pytest.approx(3 + 2.48414, abs=1e-4)
+    assert trend["slope"] == pytest.approx(-3.0)
+    assert trend["slope_t"] == pytest.approx(-5.19615, abs=1e-4)
+    assert trend["slope_p"] == pytest.approx(0.035099, abs=1e-5)
+
+
+def test_fraction_trend_needs_two_seeds():
+    rows = [("gb", 0.1, 0, 50.0), ("gb", 1.0, 0, 70.0), ("hyperfuse", 0.1, 0, 55.0), ("hyperfuse", 1.0, 0, 71.0)]
+    with pytest.raises(ValueError, match=r"at least 2 fractions and 2 seeds.*seeds \[0\]"):
+        fraction_trend(_fraction_frame(rows))
