@@ -95,6 +95,8 @@ def fraction_trend(frame: pd.DataFrame, model: str = "hyperfuse", reference: str
     """
     from scipy import stats
 
+    from .comparison import paired_difference
+
     table = fraction_differences(frame, model, reference, confidence)  # validates models and seeds
     differences = {}
     for name in (model, reference):
@@ -106,14 +108,12 @@ def fraction_trend(frame: pd.DataFrame, model: str = "hyperfuse", reference: str
         raise ValueError(f"a trend needs at least 2 fractions and 2 seeds run by both models at every fraction, "
                          f"got fractions {fractions} and seeds {sorted(by_seed.index)}. Run the missing grid points.")
     by_seed = by_seed[fractions]
-    contrast = (by_seed[fractions[0]] - by_seed[fractions[-1]]).to_numpy(dtype=float)
-    n = len(contrast)
-    half = stats.t.ppf((1 + confidence) / 2, n - 1) * contrast.std(ddof=1) / np.sqrt(n)
+    contrast = paired_difference(by_seed[fractions[0]], by_seed[fractions[-1]], confidence)
     x = np.log10(np.asarray(fractions, dtype=float))
     slopes = np.array([np.polyfit(x, row, 1)[0] for row in by_seed.to_numpy(dtype=float)])
     test = stats.ttest_1samp(slopes, 0.0)
-    return {"seeds": n, "fractions": fractions, "contrast": float(contrast.mean()),
-            "contrast_low": float(contrast.mean() - half), "contrast_high": float(contrast.mean() + half),
+    return {"seeds": contrast["n"], "fractions": fractions, "contrast": contrast["mean"],
+            "contrast_low": contrast["low"], "contrast_high": contrast["high"],
             "slope": float(slopes.mean()), "slope_t": float(test.statistic), "slope_p": float(test.pvalue)}
 
 
