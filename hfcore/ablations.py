@@ -225,6 +225,79 @@ def position_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([rows[k] for k in order]).fillna("")
 
 
+def position_gains(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Return, per primary modality and fusion position, HyperFuse's gain over its unimodal model.
+
+    The gain is HyperFuse's test accuracy minus that of the unimodal model of the same primary
+    modality (``image_only`` or ``audio_only``), paired by seed, with a t interval. Columns:
+    ``primary``, ``fusion_position``, ``seeds`` (seeds run by both), ``gain`` (mean, points)
+    and ``low``/``high`` (NaN with fewer than two shared seeds). Raises ValueError when a seed
+    has two runs of one setting, because pairing would count it twice.
+    """
+    from .comparison import paired_difference
+
+    def by_seed(runs: pd.DataFrame, setting: str) -> pd.Series:
+        scored = runs[runs["test_accuracy"].notna()]
+        repeated = sorted(scored.loc[scored["seed"].duplicated(), "seed"].unique().tolist())
+        if repeated:
+            raise ValueError(f"{setting} has more than one run with seeds {repeated}. "
+                             "Keep one results file per seed and setting in the runs folder.")
+        return scored.set_index("seed")["test_accuracy"]
+
+    rows = []
+    for primary in ("image", "audio"):
+        unimodal_runs = frame[frame["model"] == f"{primary}_only"]
+        if unimodal_runs.empty:
+            continue
+        unimodal = by_seed(unimodal_runs, f"{primary}_only")
+        fused = frame[(frame["model"] == "hyperfuse") & (frame["primary"] == primary)]
+        for position, runs in fused.groupby("fusion_position"):
+            result = paired_difference(by_seed(runs, f"hyperfuse ({primary} primary, position {int(position)})"),
+                                       unimodal, confidence)
+            rows.append({"primary": primary, "fusion_position": int(position), "seeds": result["n"],
+                         "gain": result["mean"], "low": result["low"], "high": result["high"]})
+    return pd.DataFrame(rows, columns=["primary", "fusion_position", "seeds", "gain", "low", "high"])
+
+
+def plot_positions(frame: pd.DataFrame):
+    """Plot test accuracy against the fusion position, one panel per primary modality.
+
+    Each panel shows every run as a small dot and the mean over seeds with ±1 std bars. The
+    unimodal model of that primary modality is a horizontal line with a ±1 std band. The paper's
+    Table 13a values are hollow diamonds (positions 1 to 3) and a dashed line (unimodal).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, primary in zip(axes, ("image", "audio")):
+        fused = frame[(frame["model"] == "hyperfuse") & (frame["primary"] == primary)]
+        table = mean_std(fused, ["fusion_position"]).sort_values("fusion_position")
+        if not table.empty:
+            ax.plot(fused["fusion_position"], fused["test_accuracy"], linestyle="none", marker=".",
+                    color="C0", alpha=0.4)
+            ax.errorbar(table["fusion_position"], table["mean"], yerr=table["std"].fillna(0), marker="o",
+                        capsize=3, color="C0", label="HyperFuse (ours)")
+            ax.set_xticks(table["fusion_position"], [str(int(v)) for v in table["fusion_position"]])
+        unimodal = frame.loc[frame["model"] == f"{primary}_only", "test_accuracy"].dropna()
+        if not unimodal.empty:
+            level, spread = unimodal.mean(), unimodal.std(ddof=1) if len(unimodal) > 1 else 0.0
+            ax.axhline(level, color="C1", label=f"{primary} only (ours)")
+            ax.axhspan(level - spread, level + spread, color="C1", alpha=0.15)
+        paper = sorted((key, value) for (p, key), value in PAPER_POSITIONS.items() if p == primary and key != "unimodal")
+        ax.plot([k for k, _ in paper], [v[0] for _, v in paper], linestyle="none", marker="D",
+                markerfacecolor="white", color="0.3", label="HyperFuse (paper)")
+        ax.axhline(PAPER_POSITIONS[(primary, "unimodal")][0], color="0.3", linestyle="--",
+                   linewidth=1, label=f"{primary} only (paper)")
+        ax.set_title(f"{primary} primary, {'audio' if primary == 'image' else 'image'} auxiliary")
+        ax.set_xlabel("fusion position in the primary encoder")
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=8)
+    axes[0].set_ylabel("test accuracy (%)")
+    fig.suptitle("AV-MNIST: HyperFuse by fusion position and primary modality")
+    fig.tight_layout()
+    return fig
+
+
 def _format(values: pd.Series) -> str:
     if values.empty:
         return ""

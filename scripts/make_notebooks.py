@@ -334,7 +334,8 @@ ABLATIONS = notebook([
         "`kind = \"data_efficiency\"` (`experiments/avmnist_data_efficiency.yaml`, paper figure 6), "
         "`\"hidden_dim\"` (`avmnist_hidden_dim.yaml`, figure 11: relative error, the mean test error of "
         "a setting over the best setting's) or `\"positions\"` (`avmnist_positions.yaml`, tables 5 and "
-        "13a). Nothing is retrained here."
+        "13a: accuracy by position beside the unimodal models, and each position's gain over its unimodal "
+        "model paired by seed). Nothing is retrained here."
     ),
     parameters(
         "kind = \"hidden_dim\"         # data_efficiency, hidden_dim or positions\n"
@@ -347,7 +348,7 @@ ABLATIONS = notebook([
         "import pandas as pd\n\n"
         "from hfcore.ablations import (\n"
         "    fraction_differences, fraction_trend, markdown_table, mean_std, plot_data_efficiency, plot_hidden_size,\n"
-        "    position_table, relative_error_table, runs_frame,\n"
+        "    plot_positions, position_gains, position_table, relative_error_table, runs_frame,\n"
         ")\n"
         "from hfcore.atomic import atomic_path\n"
         "from hfcore.comparison import LABELS\n"
@@ -388,6 +389,8 @@ ABLATIONS = notebook([
         "        write_table(relative_error_table(at_64, \"num_blocks\").round(3), \"num_blocks.md\")\n"
         "    save_figure(plot_hidden_size(single, at_64), figure_path)\n"
         "else:\n"
+        "    write_table(position_gains(frame).round(2), \"positions_gain.md\")\n"
+        "    save_figure(plot_positions(frame), figure_path)\n"
         "    table = write_table(position_table(frame), \"positions.md\")\n"
         "table"
     ),

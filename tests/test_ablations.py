@@ -11,6 +11,8 @@ from hfcore.ablations import (
     mean_std,
     plot_data_efficiency,
     plot_hidden_size,
+    plot_positions,
+    position_gains,
     position_table,
     relative_error_table,
     runs_frame,
@@ -165,3 +167,53 @@ def test_fraction_trend_needs_two_seeds():
     rows = [("gb", 0.1, 0, 50.0), ("gb", 1.0, 0, 70.0), ("hyperfuse", 0.1, 0, 55.0), ("hyperfuse", 1.0, 0, 71.0)]
     with pytest.raises(ValueError, match=r"at least 2 fractions and 2 seeds.*seeds \[0\]"):
         fraction_trend(_fraction_frame(rows))
+
+
+def _position_frame():
+    rows = []
+    for seed, (image, fused1, fused2, audio, audio1) in enumerate([(66, 70, 71, 40, 69), (67, 72, 71, 42, 70),
+                                                                   (65, 71, 73, 44, 71)]):
+        rows += [
+            {"model": "image_only", "primary": None, "fusion_position": None, "seed": seed, "test_accuracy": image},
+            {"model": "hyperfuse", "primary": "image", "fusion_position": 1, "seed": seed, "test_accuracy": fused1},
+            {"model": "hyperfuse", "primary": "image", "fusion_position": 2, "seed": seed, "test_accuracy": fused2},
+            {"model": "audio_only", "primary": None, "fusion_position": None, "seed": seed, "test_accuracy": audio},
+            {"model": "hyperfuse", "primary": "audio", "fusion_position": 1, "seed": seed, "test_accuracy": audio1},
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_position_gains_worked_example():
+    gains = position_gains(_position_frame()).set_index(["primary", "fusion_position"])
+    # Image primary, position 1: per-seed gains 70-66, 72-67, 71-65 = 4, 5, 6; mean 5, std 1,
+    # half-width t(0.975, 2) / sqrt(3) = 4.3027 / 1.7321 = 2.4841.
+    row = gains.loc[("image", 1)]
+    assert row["seeds"] == 3
+    assert row["gain"] == pytest.approx(5.0)
+    assert (row["low"], row["high"]) == pytest.approx((2.5159, 7.4841), abs=1e-4)
+    # Position 2: gains 5, 4, 8, mean 17/3. Audio primary, position 1: gains 29, 28, 27, mean 28.
+    assert gains.loc[("image", 2), "gain"] == pytest.approx(17 / 3)
+    assert gains.loc[("audio", 1), "gain"] == pytest.approx(28.0)
+    assert list(gains.index) == [("image", 1), ("image", 2), ("audio", 1)]
+
+
+def test_position_gains_single_seed_and_repeated_seed():
+    frame = _position_frame()
+    one_seed = position_gains(frame[frame["seed"] == 0])
+    assert one_seed["seeds"].tolist() == [1, 1, 1]
+    assert one_seed["low"].isna().all()
+    repeated = pd.concat([frame, frame.iloc[[1]]])
+    with pytest.raises(ValueError, match=r"position 1\).*seeds \[0\]"):
+        position_gains(repeated)
+
+
+def test_positions_figure_shows_ours_and_the_paper():
+    fig = plot_positions(_position_frame())
+    image, audio = fig.axes
+    # The error-bar line carries the means over seeds: (70+72+71)/3 = 71 and (71+71+73)/3 = 71.67.
+    (bars,) = [c for c in image.containers if c.get_label() == "HyperFuse (ours)"]
+    assert list(bars.lines[0].get_ydata()) == pytest.approx([71.0, 215 / 3])
+    unimodal = [line for line in image.get_lines() if line.get_label() == "image only (ours)"][0]
+    assert unimodal.get_ydata()[0] == pytest.approx(66.0)
+    paper = [line for line in audio.get_lines() if line.get_label() == "HyperFuse (paper)"][0]
+    assert list(paper.get_ydata()) == [71.5, 71.4, 70.7]
