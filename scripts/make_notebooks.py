@@ -204,7 +204,8 @@ ANALYSIS = notebook([
     ),
     parameters(
         "runs_dir = None             # results files of the trained runs (None: results/avmnist/baselines/runs)\n"
-        "configs = None              # configurations to analyse (None: hyperfuse, lf, mfm and the best baseline)\n"
+        "configs = None              # configurations to analyse (None: hyperfuse, lf, mfm and the best baseline;\n"
+        "                            # \"all\": every configuration in runs_dir)\n"
         "checkpoint_dir = None       # weights of the runs (None: checkpoints/)\n"
         "output_dir = None           # saved analyses (None: results/avmnist/analysis)\n"
         "data_dir = None             # folder with mnist/ and fsdd/ (None: HYPERFUSE_DATA or ../shared/data)\n"
@@ -234,6 +235,8 @@ ANALYSIS = notebook([
         "baseline = best_baseline(frame)\n"
         "if configs is None:\n"
         "    configs = [c for c in dict.fromkeys([\"hyperfuse\", \"lf\", \"mfm\", baseline]) if c in available]\n"
+        "elif configs == \"all\":\n"
+        "    configs = [c for c in dict.fromkeys([\"hyperfuse\", \"lf\", \"mfm\", baseline, *sorted(available)]) if c in available]\n"
         "print(\"configurations:\", configs, \"| best baseline on validation:\", baseline)"
     ),
     new_code_cell(
