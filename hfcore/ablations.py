@@ -174,13 +174,22 @@ def plot_data_efficiency(frame: pd.DataFrame, labels: dict | None = None, differ
 
 
 def relative_error_table(frame: pd.DataFrame, parameter: str) -> pd.DataFrame:
-    """Return per value of ``parameter`` the mean accuracy and the relative error of that mean."""
+    """Return per value of ``parameter`` the mean accuracy and the relative error of that mean.
+
+    ``relative_error_std`` is the std of the test error over seeds divided by the best mean
+    error, so it is the spread on the relative-error scale (NaN for a single seed).
+    """
     table = mean_std(frame, [parameter]).sort_values(parameter).reset_index(drop=True)
-    return table.assign(relative_error=relative_error(table["mean"]))
+    best_error = (100 - table["mean"]).min()
+    return table.assign(relative_error=relative_error(table["mean"]), relative_error_std=table["std"] / best_error)
 
 
 def plot_hidden_size(hidden: pd.DataFrame, blocks: pd.DataFrame | None = None):
-    """Plot relative error against h (and, when given, against the number of blocks)."""
+    """Plot relative error against h (and, when given, against the number of blocks).
+
+    Each panel shows the relative error of each run's test error (dots) and of the mean over
+    seeds with ±1 std bars, all divided by the best setting's mean test error.
+    """
     import matplotlib.pyplot as plt
 
     panels = [("hidden_dim", hidden, "bottleneck width h")]
@@ -189,15 +198,20 @@ def plot_hidden_size(hidden: pd.DataFrame, blocks: pd.DataFrame | None = None):
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (parameter, frame, name) in zip(axes[0], panels):
         table = relative_error_table(frame, parameter)
-        ax.plot(table[parameter], table["relative_error"], marker="o")
+        best_error = (100 - table["mean"]).min()
+        ax.plot(frame[parameter], (100 - frame["test_accuracy"]) / best_error, linestyle="none", marker=".",
+                color="C0", alpha=0.4, label="one run")
+        ax.errorbar(table[parameter], table["relative_error"], yerr=table["relative_error_std"].fillna(0),
+                    marker="o", capsize=3, color="C0", label="mean over seeds, ±1 std")
         if parameter == "hidden_dim":
             ax.set_xscale("log", base=2)
         ax.set_xticks(table[parameter], [str(v) for v in table[parameter]])
         ax.axhline(1.0, color="0.6", linewidth=1)
         ax.set_xlabel(name)
-        ax.set_ylabel("test error / best test error")
+        ax.set_ylabel("test error / best mean test error")
         ax.grid(alpha=0.3)
-    fig.suptitle("AV-MNIST: HyperFuse relative error (mean over seeds)")
+    axes[0, 0].legend(frameon=False, fontsize=8)
+    fig.suptitle("AV-MNIST: HyperFuse relative error")
     fig.tight_layout()
     return fig
 

@@ -25,6 +25,17 @@ def test_relative_error_table_worked_example():
     # Mean errors: h=8 -> 29, h=64 -> 20; relative to the best: 1.45 and 1.
     assert table["relative_error"].tolist() == pytest.approx([1.45, 1.0])
     assert table["seeds"].tolist() == [2, 2]
+    # Spread: the h=8 accuracies have std sqrt(2) = 1.414, over the best mean error 20.
+    assert table["relative_error_std"].tolist() == pytest.approx([2 ** 0.5 / 20, 0.0])
+
+
+def test_hidden_size_figure_marks_runs_and_spread():
+    frame = pd.DataFrame({"hidden_dim": [8, 8, 64, 64], "num_blocks": 1, "test_accuracy": [70.0, 72.0, 80.0, 80.0]})
+    (ax,) = plot_hidden_size(frame).axes
+    runs = [line for line in ax.get_lines() if line.get_label() == "one run"][0]
+    assert sorted(runs.get_ydata()) == pytest.approx([1.0, 1.0, 1.4, 1.5])
+    (bars,) = ax.containers
+    assert list(bars.lines[0].get_ydata()) == pytest.approx([1.45, 1.0])
 
 
 def test_position_table_lays_out_primaries_and_the_paper():
