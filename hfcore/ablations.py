@@ -176,12 +176,26 @@ def plot_data_efficiency(frame: pd.DataFrame, labels: dict | None = None, differ
 def relative_error_table(frame: pd.DataFrame, parameter: str) -> pd.DataFrame:
     """Return per value of ``parameter`` the mean accuracy and the relative error of that mean.
 
-    ``relative_error_std`` is the std of the test error over seeds divided by the best mean
-    error, so it is the spread on the relative-error scale (NaN for a single seed).
+    ``relative_error_std`` is the sample std of the test error over seeds divided by the best
+    mean error, so it is the spread on the relative-error scale (NaN for a single seed). The
+    best mean error itself is in ``table.attrs["best_error"]``.
     """
     table = mean_std(frame, [parameter]).sort_values(parameter).reset_index(drop=True)
-    best_error = (100 - table["mean"]).min()
-    return table.assign(relative_error=relative_error(table["mean"]), relative_error_std=table["std"] / best_error)
+    ratios = relative_error(table["mean"])
+    best_error = float(np.min(100 - table["mean"].to_numpy(dtype=float)))
+    table = table.assign(relative_error=ratios, relative_error_std=table["std"] / best_error)
+    table.attrs["best_error"] = best_error
+    return table
+
+
+def _mean_with_spread(ax, x, mean, std, label: str, colour: str = "C0") -> None:
+    """Draw means with ±1 std bars, and a hollow marker (no bar) where the std is NaN (one seed)."""
+    x, mean, std = (pd.Series(np.asarray(v, dtype=float)) for v in (x, mean, std))
+    ax.errorbar(x, mean, yerr=std.fillna(0), marker="o", capsize=3, color=colour, label=label)
+    single = std.isna()
+    if single.any():
+        ax.plot(x[single], mean[single], linestyle="none", marker="o", color=colour, markerfacecolor="white",
+                label="one seed: no spread")
 
 
 def plot_hidden_size(hidden: pd.DataFrame, blocks: pd.DataFrame | None = None):
@@ -198,11 +212,10 @@ def plot_hidden_size(hidden: pd.DataFrame, blocks: pd.DataFrame | None = None):
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (parameter, frame, name) in zip(axes[0], panels):
         table = relative_error_table(frame, parameter)
-        best_error = (100 - table["mean"]).min()
-        ax.plot(frame[parameter], (100 - frame["test_accuracy"]) / best_error, linestyle="none", marker=".",
-                color="C0", alpha=0.4, label="one run")
-        ax.errorbar(table[parameter], table["relative_error"], yerr=table["relative_error_std"].fillna(0),
-                    marker="o", capsize=3, color="C0", label="mean over seeds, ±1 std")
+        ax.plot(frame[parameter], (100 - frame["test_accuracy"]) / table.attrs["best_error"], linestyle="none",
+                marker=".", color="C0", alpha=0.4, label="one run")
+        _mean_with_spread(ax, table[parameter], table["relative_error"], table["relative_error_std"],
+                          "mean over seeds, ±1 std")
         if parameter == "hidden_dim":
             ax.set_xscale("log", base=2)
         ax.set_xticks(table[parameter], [str(v) for v in table[parameter]])
@@ -289,17 +302,18 @@ def plot_positions(frame: pd.DataFrame):
         if not table.empty:
             ax.plot(fused["fusion_position"], fused["test_accuracy"], linestyle="none", marker=".",
                     color="C0", alpha=0.4)
-            ax.errorbar(table["fusion_position"], table["mean"], yerr=table["std"].fillna(0), marker="o",
-                        capsize=3, color="C0", label="HyperFuse (ours)")
-            ax.set_xticks(table["fusion_position"], [str(int(v)) for v in table["fusion_position"]])
+            _mean_with_spread(ax, table["fusion_position"], table["mean"], table["std"], "HyperFuse (ours)")
         unimodal = frame.loc[frame["model"] == f"{primary}_only", "test_accuracy"].dropna()
         if not unimodal.empty:
-            level, spread = unimodal.mean(), unimodal.std(ddof=1) if len(unimodal) > 1 else 0.0
+            level = unimodal.mean()
+            spread = unimodal.std(ddof=1) if len(unimodal) > 1 else 0.0
             ax.axhline(level, color="C1", label=f"{primary} only (ours)")
             ax.axhspan(level - spread, level + spread, color="C1", alpha=0.15)
         paper = sorted((key, value) for (p, key), value in PAPER_POSITIONS.items() if p == primary and key != "unimodal")
         ax.plot([k for k, _ in paper], [v[0] for _, v in paper], linestyle="none", marker="D",
                 markerfacecolor="white", color="0.3", label="HyperFuse (paper)")
+        ticks = sorted({int(v) for v in table["fusion_position"]} | {k for k, _ in paper})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.axhline(PAPER_POSITIONS[(primary, "unimodal")][0], color="0.3", linestyle="--",
                    linewidth=1, label=f"{primary} only (paper)")
         ax.set_title(f"{primary} primary, {'audio' if primary == 'image' else 'image'} auxiliary")

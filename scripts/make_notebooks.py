@@ -204,8 +204,7 @@ ANALYSIS = notebook([
     ),
     parameters(
         "runs_dir = None             # results files of the trained runs (None: results/avmnist/baselines/runs)\n"
-        "configs = None              # configurations to analyse (None: hyperfuse, lf, mfm and the best baseline;\n"
-        "                            # \"all\": every configuration in runs_dir)\n"
+        "configs = None              # list of configurations, \"all\" (every one in runs_dir), or None for hyperfuse, lf, mfm and the best baseline\n"
         "checkpoint_dir = None       # weights of the runs (None: checkpoints/)\n"
         "output_dir = None           # saved analyses (None: results/avmnist/analysis)\n"
         "data_dir = None             # folder with mnist/ and fsdd/ (None: HYPERFUSE_DATA or ../shared/data)\n"
@@ -392,7 +391,12 @@ ABLATIONS = notebook([
         "        write_table(relative_error_table(at_64, \"num_blocks\").round(3), \"num_blocks.md\")\n"
         "    save_figure(plot_hidden_size(single, at_64), figure_path)\n"
         "else:\n"
-        "    write_table(position_gains(frame).round(2), \"positions_gain.md\")\n"
+        "    gains = position_gains(frame)\n"
+        "    if gains.empty:\n"
+        "        print(\"No image_only or audio_only runs yet, so no gains over the unimodal models: \"\n"
+        "              \"run the rest of experiments/avmnist_positions.yaml.\")\n"
+        "    else:\n"
+        "        write_table(gains.round(2), \"positions_gain.md\")\n"
         "    save_figure(plot_positions(frame), figure_path)\n"
         "    table = write_table(position_table(frame), \"positions.md\")\n"
         "table"

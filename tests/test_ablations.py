@@ -197,7 +197,7 @@ def _position_frame():
 def test_position_gains_worked_example():
     gains = position_gains(_position_frame()).set_index(["primary", "fusion_position"])
     # Image primary, position 1: per-seed gains 70-66, 72-67, 71-65 = 4, 5, 6; mean 5, std 1,
-    # half-width t(0.975, 2) / sqrt(3) = 4.3027 / 1.7321 = 2.4841.
+    # half-width t(0.975, 2) * 1 / sqrt(3) = 4.3027 / 1.7321 = 2.4841.
     row = gains.loc[("image", 1)]
     assert row["seeds"] == 3
     assert row["gain"] == pytest.approx(5.0)
@@ -208,6 +208,26 @@ def test_position_gains_worked_example():
     assert list(gains.index) == [("image", 1), ("image", 2), ("audio", 1)]
 
 
+def test_position_gains_pairs_by_seed():
+    frame = _position_frame()
+    # Without HyperFuse's seed 0 at image position 1, seeds 1 and 2 pair as 72-67 and 71-65: mean 5.5.
+    # Pairing by row order instead would give 72-66 and 71-67, mean 5.
+    dropped = frame.drop(frame.index[(frame["seed"] == 0) & (frame["fusion_position"] == 1)
+                                     & (frame["primary"] == "image")])
+    gains = position_gains(dropped).set_index(["primary", "fusion_position"])
+    assert gains.loc[("image", 1), "seeds"] == 2
+    assert gains.loc[("image", 1), "gain"] == pytest.approx(5.5)
+
+
+def test_position_gains_skip_missing_accuracy():
+    frame = _position_frame()
+    frame.loc[(frame["model"] == "image_only") & (frame["seed"] == 2), "test_accuracy"] = float("nan")
+    gains = position_gains(frame).set_index(["primary", "fusion_position"])
+    # Seed 2 has no unimodal accuracy, so image position 1 pairs seeds 0 and 1: gains 4 and 5.
+    assert gains.loc[("image", 1), "seeds"] == 2
+    assert gains.loc[("image", 1), "gain"] == pytest.approx(4.5)
+
+
 def test_position_gains_single_seed_and_repeated_seed():
     frame = _position_frame()
     one_seed = position_gains(frame[frame["seed"] == 0])
@@ -216,6 +236,17 @@ def test_position_gains_single_seed_and_repeated_seed():
     repeated = pd.concat([frame, frame.iloc[[1]]])
     with pytest.raises(ValueError, match=r"position 1\).*seeds \[0\]"):
         position_gains(repeated)
+    repeated_unimodal = pd.concat([frame, frame.iloc[[0]]])
+    with pytest.raises(ValueError, match=r"image_only has more than one run with seeds \[0\]"):
+        position_gains(repeated_unimodal)
+
+
+def test_hidden_size_figure_single_seed_marker():
+    frame = pd.DataFrame({"hidden_dim": [8, 64, 64], "num_blocks": 1, "test_accuracy": [70.0, 80.0, 80.0]})
+    (ax,) = plot_hidden_size(frame).axes
+    hollow = [line for line in ax.get_lines() if line.get_label() == "one seed: no spread"]
+    assert len(hollow) == 1
+    assert list(hollow[0].get_xdata()) == [8.0]
 
 
 def test_positions_figure_shows_ours_and_the_paper():
@@ -228,3 +259,5 @@ def test_positions_figure_shows_ours_and_the_paper():
     assert unimodal.get_ydata()[0] == pytest.approx(66.0)
     paper = [line for line in audio.get_lines() if line.get_label() == "HyperFuse (paper)"][0]
     assert list(paper.get_ydata()) == [71.5, 71.4, 70.7]
+    # The ticks cover our positions and the paper's, so audio shows 1 to 3 though only 1 was run.
+    assert [t.get_text() for t in audio.get_xticklabels()] == ["1", "2", "3"]
