@@ -159,7 +159,7 @@ def plot_data_efficiency(frame: pd.DataFrame, labels: dict | None = None, differ
         if single.any():
             # Fractions with fewer than two shared seeds have no interval: hollow markers, not zero-length bars.
             ax.plot(x[single], diffs["difference"][single], linestyle="none", marker="o", color="C3",
-                    markerfacecolor="white", label="fewer than 2 seeds: no interval")
+                    markerfacecolor="white", zorder=3, label="fewer than 2 seeds: no interval")
             ax.legend(frameon=False, fontsize=8)
         ax.axhline(0.0, color="0.6", linewidth=1)
         ax.set_xscale("log")
@@ -195,7 +195,7 @@ def _mean_with_spread(ax, x, mean, std, label: str, colour: str = "C0") -> None:
     single = std.isna()
     if single.any():
         ax.plot(x[single], mean[single], linestyle="none", marker="o", color=colour, markerfacecolor="white",
-                label="one seed: no spread")
+                zorder=3, label="one seed: no spread")
 
 
 def plot_hidden_size(hidden: pd.DataFrame, blocks: pd.DataFrame | None = None):
