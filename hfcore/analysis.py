@@ -341,20 +341,26 @@ def emap_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_corruption(frame: pd.DataFrame, configs: Sequence[str] | None = None, labels: dict | None = None):
-    """Bar chart of the accuracy drop under each corruption, mean over seeds with std error bars."""
+    """Bar chart of the accuracy drop under each corruption, mean over seeds with std error bars.
+
+    A configuration with a single seed has no error bar, and its tick label ends in "(1 seed)".
+    """
     import matplotlib.pyplot as plt
 
     configs = list(configs or sorted(frame["config"].unique()))
     kinds = [c for c in frame.columns if c.startswith("drop_")]
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(configs) * len(kinds) / 2), 3.8))
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.3 * len(configs) * len(kinds))), 3.8))
     width = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):
         stats_ = frame[frame["config"].isin(configs)].groupby("config")[kind].agg(["mean", "std"]).reindex(configs)
         positions = np.arange(len(configs)) + (k - (len(kinds) - 1) / 2) * width
         name = "auxiliary from another class" if kind == "drop_wrong_auxiliary" else \
             f"Gaussian noise, std {kind.removeprefix('drop_noise_')}"
-        ax.bar(positions, stats_["mean"], width, yerr=stats_["std"].fillna(0), capsize=2, label=name)
-    ax.set_xticks(range(len(configs)), [(labels or {}).get(c, c) for c in configs], rotation=30, ha="right")
+        # A NaN std (one seed) draws no error bar, where 0 would look like no spread.
+        ax.bar(positions, stats_["mean"], width, yerr=stats_["std"], capsize=2, label=name)
+    seeds = frame[frame["config"].isin(configs)].groupby("config")["seed"].nunique().reindex(configs)
+    names = [(labels or {}).get(c, c) + ("\n(1 seed)" if seeds[c] == 1 else "") for c in configs]
+    ax.set_xticks(range(len(configs)), names, rotation=30, ha="right")
     ax.set_ylabel("accuracy drop (points)")
     ax.set_title("Sensitivity to a corrupted auxiliary input (test set)")
     ax.legend(frameon=False, fontsize=8)

@@ -266,3 +266,19 @@ def test_plot_class_matrices_panels():
     assert len(panels) == 11
     torch.testing.assert_close(torch.as_tensor(panels[0].images[0].get_array().data), means.mean(0))
     torch.testing.assert_close(torch.as_tensor(panels[3].images[0].get_array().data), means[2] - means.mean(0))
+
+
+def test_corruption_figure_marks_single_seed():
+    import pandas as pd
+
+    from hfcore.analysis import plot_corruption
+
+    frame = pd.DataFrame({"config": ["hyperfuse", "hyperfuse", "lf"], "seed": [0, 1, 0],
+                          "drop_wrong_auxiliary": [20.0, 22.0, 28.0], "drop_noise_1": [16.0, 18.0, 40.0]})
+    ax = plot_corruption(frame, ["hyperfuse", "lf"]).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["hyperfuse", "lf\n(1 seed)"]
+    # The first kind's bars hold the means over seeds: (20 + 22) / 2 = 21 and 28.
+    from matplotlib.container import BarContainer
+
+    first = next(c for c in ax.containers if isinstance(c, BarContainer))
+    assert [bar.get_height() for bar in first] == [21.0, 28.0]
