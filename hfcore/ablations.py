@@ -46,6 +46,20 @@ def mean_std(frame: pd.DataFrame, by: list[str], value: str = "test_accuracy") -
     return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "seeds": grouped.count()}).reset_index()
 
 
+def _accuracy_by_seed(runs: pd.DataFrame, setting: str) -> pd.Series:
+    """Return the test accuracy of ``runs`` indexed by seed, leaving out runs without one.
+
+    Raises ValueError when a seed has two runs, because pairing by seed would count it twice.
+    ``setting`` names the runs in that message.
+    """
+    scored = runs[runs["test_accuracy"].notna()]
+    repeated = sorted(scored.loc[scored["seed"].duplicated(), "seed"].unique().tolist())
+    if repeated:
+        raise ValueError(f"{setting} has more than one run with seeds {repeated}. "
+                         "Keep one results file per seed and setting in the runs folder.")
+    return scored.set_index("seed")["test_accuracy"]
+
+
 def fraction_differences(frame: pd.DataFrame, model: str = "hyperfuse", reference: str = "gb",
                          confidence: float = 0.95) -> pd.DataFrame:
     """Return, per training fraction, the test-accuracy difference ``model - reference`` paired by seed.
@@ -66,14 +80,8 @@ def fraction_differences(frame: pd.DataFrame, model: str = "hyperfuse", referenc
                          "Pass model= and reference= from those, or run the missing grid points first.")
     rows = []
     for fraction, runs in frame.groupby("train_fraction"):
-        accuracy = {}
-        for name in (model, reference):
-            scored = runs[(runs["model"] == name) & runs["test_accuracy"].notna()]
-            repeated = sorted(scored.loc[scored["seed"].duplicated(), "seed"].unique().tolist())
-            if repeated:
-                raise ValueError(f"{name} has more than one run with seeds {repeated} at training fraction {fraction}. "
-                                 "Keep one results file per seed and fraction in the runs folder.")
-            accuracy[name] = scored.set_index("seed")["test_accuracy"]
+        accuracy = {name: _accuracy_by_seed(runs[runs["model"] == name], f"{name} at training fraction {fraction}")
+                    for name in (model, reference)}
         result = paired_difference(accuracy[model], accuracy[reference], confidence)
         rows.append({"train_fraction": fraction, "seeds": result["n"], "difference": result["mean"],
                      "low": result["low"], "high": result["high"]})
@@ -263,24 +271,16 @@ def position_gains(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
     """
     from .comparison import paired_difference
 
-    def by_seed(runs: pd.DataFrame, setting: str) -> pd.Series:
-        scored = runs[runs["test_accuracy"].notna()]
-        repeated = sorted(scored.loc[scored["seed"].duplicated(), "seed"].unique().tolist())
-        if repeated:
-            raise ValueError(f"{setting} has more than one run with seeds {repeated}. "
-                             "Keep one results file per seed and setting in the runs folder.")
-        return scored.set_index("seed")["test_accuracy"]
-
     rows = []
     for primary in ("image", "audio"):
         unimodal_runs = frame[frame["model"] == f"{primary}_only"]
         if unimodal_runs.empty:
             continue
-        unimodal = by_seed(unimodal_runs, f"{primary}_only")
+        unimodal = _accuracy_by_seed(unimodal_runs, f"{primary}_only")
         fused = frame[(frame["model"] == "hyperfuse") & (frame["primary"] == primary)]
         for position, runs in fused.groupby("fusion_position"):
-            result = paired_difference(by_seed(runs, f"hyperfuse ({primary} primary, position {int(position)})"),
-                                       unimodal, confidence)
+            fused_accuracy = _accuracy_by_seed(runs, f"hyperfuse ({primary} primary, position {int(position)})")
+            result = paired_difference(fused_accuracy, unimodal, confidence)
             rows.append({"primary": primary, "fusion_position": int(position), "seeds": result["n"],
                          "gain": result["mean"], "low": result["low"], "high": result["high"]})
     return pd.DataFrame(rows, columns=["primary", "fusion_position", "seeds", "gain", "low", "high"])

@@ -106,7 +106,7 @@ def test_fraction_differences_missing_model():
 
 def test_fraction_differences_repeated_seed():
     frame = _fraction_frame([("hyperfuse", 0.1, 0, 60.0), ("hyperfuse", 0.1, 0, 50.0), ("gb", 0.1, 0, 58.0)])
-    with pytest.raises(ValueError, match=r"hyperfuse has more than one run with seeds \[0\] at training fraction 0.1"):
+    with pytest.raises(ValueError, match=r"hyperfuse at training fraction 0.1 has more than one run with seeds \[0\]"):
         fraction_differences(frame)
 
 
